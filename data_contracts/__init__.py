@@ -1,0 +1,34 @@
+"""Data contracts: the shapes of data that cross a boundary (disk, MLflow, the edge, a collector).
+
+Pydantic v2 models only; this package imports nothing else of ours, so the edge runtime
+can install it alone. `python -m data_contracts.export` rewrites the JSON Schemas.
+"""
+
+from data_contracts.dataset import DatasetLayout, DefectSplit
+from data_contracts.evaluation import (
+    CalibrationSummary,
+    DefectBreakdown,
+    EvaluationReport,
+    OperatingPoint,
+)
+from data_contracts.frame import FrameContract
+from data_contracts.score import ScoreRecord
+
+CONTRACTS = {
+    "dataset_layout": DatasetLayout,
+    "frame": FrameContract,
+    "score_record": ScoreRecord,
+    "evaluation_report": EvaluationReport,
+}
+
+__all__ = [
+    "CONTRACTS",
+    "CalibrationSummary",
+    "DatasetLayout",
+    "DefectBreakdown",
+    "DefectSplit",
+    "EvaluationReport",
+    "FrameContract",
+    "OperatingPoint",
+    "ScoreRecord",
+]

@@ -1,0 +1,247 @@
+"""The `aeinspect` command line.
+
+It lives in `flows` because it runs flows, and `pipeline` must not import `flows`. Our own
+errors print one line and exit 1; `--debug` shows the traceback instead.
+"""
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+
+from pipeline.errors import InspectError
+from pipeline.workspace import configure_environment, workspace
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Train, calibrate, evaluate and track anomaly detectors for visual inspection.",
+)
+datasets_app = typer.Typer(no_args_is_help=True, help="Datasets: generate demo data.")
+app.add_typer(datasets_app, name="datasets")
+REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+_state = {"debug": False}
+
+
+def _echo_metrics(metrics: dict[str, float | None]) -> None:
+    for key, value in metrics.items():
+        shown = "n/a" if value is None else f"{value:.4f}"
+        typer.echo(f"  {key:<28} {shown}")
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    _state["debug"] = debug
+    logging.basicConfig(
+        level=logging.INFO if debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+@datasets_app.command("demo")
+def datasets_demo(
+    out: Annotated[Path, typer.Option(help="Folder to create (must not exist or be empty).")],
+    size: int = 128,
+    channels: int = 3,
+    seed: int = 0,
+) -> None:
+    """Render the procedural demo dataset (machined parts with defects and masks)."""
+    from pipeline.data.demo import generate_demo_dataset
+
+    from pipeline.errors import DataError
+
+    try:
+        summary = generate_demo_dataset(out, size=size, channels=channels, seed=seed)
+    except (FileExistsError, ValueError) as exc:  # the generator refuses to overwrite data
+        raise DataError(str(exc)) from exc
+    counts = ", ".join(f"{k} {v}" for k, v in summary.counts.items())
+    typer.echo(f"wrote {out} in {summary.seconds:.1f} s: {counts}")
+
+
+@app.command()
+def validate(
+    data: Annotated[Path, typer.Argument(help="MVTec-layout dataset folder.")],
+    channels: Annotated[int | None, typer.Option(help="Expected channels (1 or 3).")] = None,
+) -> None:
+    """List every problem in a dataset; exit 1 when there is any."""
+    from pipeline.data.validate import validate_dataset
+
+    problems = validate_dataset(data, channels=channels)
+    for problem in problems:
+        typer.echo(str(problem))
+    if problems:
+        typer.echo(f"{len(problems)} problem(s) in {data}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{data}: no problems found")
+
+
+def _run_training(cfg, run_dir: Path | None = None):
+    from flows.train_flow import data_root, train_flow
+    from pipeline.data.mvtec import check_trainable
+
+    # bad input fails here in one line, before Prefect starts and logs tracebacks
+    check_trainable(data_root(cfg), cfg.data, cfg.calibration.alpha)
+
+    outcome = train_flow(cfg, run_dir)
+    report = outcome.evaluation.report
+    from pipeline.evaluate_model import headline_metrics
+
+    typer.echo(
+        f"\nmodel {outcome.registered_model} version {outcome.version} "
+        f"(alias challenger), trained in {outcome.train_seconds:.0f} s"
+    )
+    typer.echo(
+        f"test set: {report.n_good} good, {report.n_defect} defective; "
+        f"threshold {outcome.calibration.threshold:.4f} at alpha {outcome.calibration.alpha}"
+    )
+    _echo_metrics(headline_metrics(report))
+    if outcome.skipped_images:
+        typer.echo(f"skipped {outcome.skipped_images} unreadable image(s); see the warnings above")
+    typer.echo(f"reports: {outcome.evaluation.html_path}")
+    typer.echo(f"run folder: {outcome.run_dir}")
+    return outcome
+
+
+@app.command()
+def train(
+    config: Annotated[Path | None, typer.Option(help="YAML run config.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override: key=value.")] = None,
+    data: Annotated[Path | None, typer.Option(help="Dataset folder (sets data.path).")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Run folder to resume.")] = None,
+) -> None:
+    """Train, calibrate, evaluate, log to MLflow and register a new version (challenger)."""
+    from pipeline.config import load_config
+
+    overrides = list(set_ or [])
+    if data is not None:
+        overrides.append(f"data.path={data}")
+    cfg = load_config(config or REPO_CONFIGS / "ae.yaml", overrides)
+    _run_training(cfg, resume)
+
+
+@app.command()
+def evaluate(
+    model: Annotated[str, typer.Option(help="Bundle folder, or registry name@alias / name/N.")],
+    data: Annotated[Path, typer.Option(help="MVTec-layout dataset folder.")],
+    out: Annotated[Path | None, typer.Option(help="Report folder.")] = None,
+) -> None:
+    """Evaluate a model on a labelled test set: JSON and HTML reports."""
+    from data_contracts import CalibrationSummary
+    from pipeline.bundle import load_bundle
+    from pipeline.evaluate_model import evaluate_module, headline_metrics
+    from pipeline.tracking import resolve_model_uri
+
+    bundle = load_bundle(resolve_model_uri(model))
+    calibration = CalibrationSummary.model_validate(bundle.meta["calibration"])
+    out = out or workspace() / "evaluations" / f"{bundle.meta['model_name']}-{bundle.version}"
+    result = evaluate_module(
+        bundle.module,
+        calibration,
+        data,
+        out,
+        model_name=bundle.meta["model_name"],
+        model_version=bundle.version,
+    )
+    _echo_metrics(headline_metrics(result.report))
+    typer.echo(f"reports: {result.json_path} {result.html_path}")
+
+
+@app.command()
+def score(
+    target: Annotated[Path, typer.Argument(help="An image file or a folder of images.")],
+    model: Annotated[str, typer.Option(help="Bundle folder, or registry name@alias / name/N.")],
+    out: Annotated[Path, typer.Option(help="JSONL file of score records (appended).")] = Path(
+        "scores.jsonl"
+    ),
+    overlays: Annotated[Path | None, typer.Option(help="Folder for overlays of defects.")] = None,
+) -> None:
+    """Score images: one score record per image (JSONL), overlays for flagged ones."""
+    from pipeline.bundle import load_bundle
+    from pipeline.score_files import input_files, score_files
+    from pipeline.tracking import resolve_model_uri
+
+    files = input_files(target)
+    bundle = load_bundle(resolve_model_uri(model))
+    summary = score_files(bundle, files, out, overlays)
+    typer.echo(f"scored {summary.scored}, flagged {summary.flagged} -> {out}")
+    if summary.failed:
+        for err in summary.failed:
+            typer.echo(f"not scored: {err}", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def ui(port: int = 5000) -> None:
+    """Open the MLflow UI for the workspace on http://127.0.0.1:PORT."""
+    from pipeline.tracking import tracking_uri
+
+    uri = tracking_uri()
+    typer.echo(f"MLflow UI on http://127.0.0.1:{port} (tracking {uri}); Ctrl+C to stop")
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    raise typer.Exit(subprocess.call(cmd))
+
+
+@app.command()
+def demo(
+    config: Annotated[Path | None, typer.Option(help="Config (default configs/demo.yaml).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override: key=value.")] = None,
+) -> None:
+    """Everything on generated data: demo images, train, calibrate, evaluate, MLflow."""
+    from pipeline.config import load_config
+
+    cfg = load_config(config or REPO_CONFIGS / "demo.yaml", list(set_ or []))
+    typer.echo(f"workspace: {workspace()}")
+    outcome = _run_training(cfg)
+    typer.echo("\nwhere to look:")
+    typer.echo(
+        "  aeinspect ui                 # then open http://127.0.0.1:5000, experiment "
+        f"'{outcome.experiment}', run {outcome.run_id[:8]}"
+    )
+    typer.echo(f"  {outcome.evaluation.html_path}")
+    bundle = outcome.run_dir / "bundle"
+    typer.echo(f"  aeinspect score <image-or-folder> --model {bundle}")
+
+
+def main() -> None:
+    """Console entry point: one line per error of ours, tracebacks only with --debug."""
+    configure_environment()
+    debug = "--debug" in sys.argv[1:]
+    try:
+        code = app(standalone_mode=False)  # click returns a typer.Exit's code here
+    except InspectError as err:
+        if debug:
+            raise
+        typer.echo(f"error: {err}", err=True)
+        sys.exit(1)
+    except click.ClickException as err:  # usage errors: click's own one-line message
+        err.show()
+        sys.exit(err.exit_code)
+    except click.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        typer.echo("interrupted; a training run resumes with --resume <run folder>", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""Run configuration: pydantic models with `extra="forbid"`, loaded from YAML, overridable.
+
+A typo in a key is an error naming the key, never a silent default. The defaults are the
+demo configuration, so `RunConfig()` trains something sensible on the demo data.
+"""
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from pipeline.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class DataConfig(_Strict):
+    """Where the good images come from and how they are split."""
+
+    path: str | None = Field(None, description="MVTec-layout folder; None = generated demo data.")
+    image_size: int = Field(128, ge=32, le=1024)
+    channels: Literal[1, 3] | None = Field(None, description="None = as the train images are.")
+    val_fraction: float = Field(0.1, gt=0, lt=0.5, description="Good images for early stopping.")
+    calib_fraction: float = Field(
+        0.25, gt=0, lt=0.6, description="Good images for map normalisation and the threshold."
+    )
+
+    @model_validator(mode="after")
+    def _fractions_leave_training_data(self) -> "DataConfig":
+        if self.val_fraction + self.calib_fraction >= 0.8:
+            raise ValueError("val_fraction + calib_fraction must leave at least 20 % to train on")
+        if self.image_size % 16:
+            raise ValueError("image_size must be a multiple of 16")
+        return self
+
+
+class ModelConfig(_Strict):
+    """Architecture, looked up by `name` in the model registry."""
+
+    name: str = "ae"
+    width: int = Field(32, ge=4, le=256, description="Channels of the first encoder stage.")
+    depth: int = Field(4, ge=2, le=6, description="Number of stride-2 stages.")
+    latent_dim: int = Field(64, ge=2, le=2048)
+    latent: Literal["spatial", "vector"] = "spatial"
+    beta: float = Field(1.0, ge=0, description="VAE only: weight of the KL term.")
+
+
+class AugmentConfig(_Strict):
+    """One albumentations transform by class name, e.g. {name: HorizontalFlip, params: {p: 0.5}}."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainConfig(_Strict):
+    """The training loop: AdamW, cosine schedule, early stopping on held-out good images."""
+
+    epochs: int = Field(40, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    patience: int = Field(8, ge=1, description="Epochs without val improvement before stopping.")
+    ssim_weight: float = Field(0.5, ge=0, le=1, description="Share of (1-SSIM) in the loss.")
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    augment: list[AugmentConfig] = Field(default_factory=list)
+
+
+class ScoreConfig(_Strict):
+    """Which anomaly maps are fused, and how the image score is taken from the fused map."""
+
+    maps: dict[Literal["l2", "ssim", "mahalanobis", "nll"], float] = Field(
+        default_factory=lambda: {"l2": 1.0, "ssim": 1.0, "mahalanobis": 1.0},
+        description="Map name -> fusion weight.",
+    )
+    smooth_sigma: float = Field(2.0, ge=0, description="Gaussian smoothing of the fused map (px).")
+    image_score: Literal["max", "topk_mean"] = "max"
+    topk: int = Field(16, ge=1, description="Pixels averaged for topk_mean.")
+
+    @model_validator(mode="after")
+    def _some_map(self) -> "ScoreConfig":
+        if not self.maps or all(w <= 0 for w in self.maps.values()):
+            raise ValueError("score.maps needs at least one map with a positive weight")
+        return self
+
+
+class CalibrationConfig(_Strict):
+    """False-alarm budget of the operating point, and the budgets listed in the report."""
+
+    alpha: float = Field(0.01, gt=0, lt=0.5)
+    budgets: list[float] = Field(default_factory=lambda: [0.001, 0.005, 0.01, 0.02, 0.05, 0.1])
+
+
+class TrackingConfig(_Strict):
+    """MLflow experiment and registered model names."""
+
+    experiment: str = "aeinspect-demo"
+    registered_model: str = "aeinspect-demo"
+
+
+class RunConfig(_Strict):
+    """Everything one training run needs; recorded in full with the run."""
+
+    name: str = "demo"
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    score: ScoreConfig = Field(default_factory=ScoreConfig)
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted keys -> values, for MLflow params."""
+        return _flatten(self.model_dump(mode="json"))
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def _describe(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        return f"{source}: unknown config key '{where}'"
+    return f"{source}: {where}: {first['msg']}"
+
+
+def _apply_override(tree: dict[str, Any], assignment: str) -> None:
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment!r}: expected key=value, e.g. train.epochs=5")
+    key, raw = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {assignment!r}: '{part}' is not a section")
+        node = child
+    node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+
+
+def load_config(path: Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML config (or the defaults), apply `key=value` overrides, validate strictly."""
+    tree: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{path}: config file not found") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+        tree = loaded or {}
+    for assignment in overrides or []:
+        _apply_override(tree, assignment)
+        source = f"{source} + --set"
+    try:
+        return RunConfig.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from exc

@@ -1,0 +1,1 @@
+"""Self-contained HTML reports: every image inline, no external scripts, styles or fonts."""

@@ -1,0 +1,70 @@
+"""Test session set-up: real MLflow (SQLite) and Prefect (ephemeral) in one temp workspace.
+
+Environment variables are set at import, before any test imports prefect or mlflow, and the
+Prefect home is shared by the whole session (its first flow starts a local server).
+"""
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_SESSION_HOME = Path(tempfile.mkdtemp(prefix="aeinspect-tests-"))
+os.environ["AEINSPECT_HOME"] = str(_SESSION_HOME / "workspace")
+os.environ["PREFECT_HOME"] = str(_SESSION_HOME / "prefect")
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+os.environ.pop("PREFECT_API_URL", None)
+for key, value in {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "NO_ALBUMENTATIONS_UPDATE": "1",
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+}.items():
+    os.environ[key] = value
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory) -> Path:
+    """A small demo dataset (64 px, enough good images to calibrate at alpha 0.05)."""
+    from pipeline.data.demo import generate_demo_dataset
+
+    root = tmp_path_factory.mktemp("demo") / "data"
+    generate_demo_dataset(root, size=64, n_train=80, n_test_good=12, n_per_defect=4, seed=1)
+    return root
+
+
+TINY_OVERRIDES = [
+    "data.image_size=32",
+    "model.width=8",
+    "model.depth=2",
+    "model.latent_dim=8",
+    "train.epochs=2",
+    "train.batch_size=16",
+    "calibration.alpha=0.05",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_overrides() -> list[str]:
+    return list(TINY_OVERRIDES)
+
+
+@pytest.fixture
+def tiny_config(demo_data):
+    """A config that trains in a few seconds on the tiny demo data."""
+    from pipeline.config import load_config
+
+    return load_config(None, [*TINY_OVERRIDES, f"data.path={demo_data}"])
+
+
+@pytest.fixture
+def workspace_dir(tmp_path, monkeypatch) -> Path:
+    """A fresh workspace (MLflow database and artifacts) per test that asks for one."""
+    ws = tmp_path / "ws"
+    monkeypatch.setenv("AEINSPECT_HOME", str(ws))
+    return ws

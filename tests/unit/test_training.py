@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+import torch
+
+from pipeline.config import load_config
+from pipeline.errors import ConfigError
+from pipeline.training import train_model
+
+TINY = [
+    "data.image_size=32",
+    "model.width=8",
+    "model.depth=2",
+    "model.latent_dim=4",
+    "train.batch_size=8",
+    "train.epochs=3",
+]
+
+
+def _images(n: int = 24) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    base = np.linspace(60, 200, 32, dtype=np.float32)[None, :, None] * np.ones((32, 1, 1))
+    return np.clip(base + rng.normal(0, 8, (n, 32, 32, 1)), 0, 255).astype(np.uint8)
+
+
+def test_training_lowers_the_loss_and_keeps_the_best_epoch():
+    imgs = _images()
+    cfg = load_config(None, [*TINY, "train.epochs=6"])
+    result = train_model(cfg, imgs[:18], imgs[18:], channels=1)
+    losses = [row["train_loss"] for row in result.history]
+    assert losses[-1] < losses[0]
+    best = min(row["val_loss"] for row in result.history)
+    assert result.best_val_loss == pytest.approx(best)
+
+
+def test_same_seed_same_weights():
+    imgs = _images()
+    cfg = load_config(None, TINY)
+    a = train_model(cfg, imgs[:18], imgs[18:], channels=1)
+    b = train_model(cfg, imgs[:18], imgs[18:], channels=1)
+    for (ka, va), (_, vb) in zip(
+        a.model.state_dict().items(), b.model.state_dict().items(), strict=False
+    ):
+        assert torch.equal(va, vb), ka
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_resume_after_a_kill_matches_an_unbroken_run(tmp_path):
+    imgs = _images()
+    cfg = load_config(None, [*TINY, "train.patience=100"])
+    full = train_model(cfg, imgs[:18], imgs[18:], channels=1)
+    ckpt = tmp_path / "checkpoint.pt"
+
+    def kill_after_two(row):
+        if row["epoch"] == 2:
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        train_model(cfg, imgs[:18], imgs[18:], 1, ckpt, on_epoch=kill_after_two)
+    resumed = train_model(cfg, imgs[:18], imgs[18:], 1, ckpt)
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
+    assert resumed.history == full.history
+    for (name, a), (_, b) in zip(
+        full.model.state_dict().items(), resumed.model.state_dict().items(), strict=False
+    ):
+        assert torch.equal(a, b), name
+
+
+def test_augmentations_from_config_and_bad_names():
+    imgs = _images()
+    cfg = load_config(
+        None, [*TINY, "train.epochs=1", "train.augment=[{name: HorizontalFlip, params: {p: 0.5}}]"]
+    )
+    assert train_model(cfg, imgs[:18], imgs[18:], channels=1).history
+    bad = load_config(None, [*TINY, "train.augment=[{name: Flipz}]"])
+    with pytest.raises(ConfigError, match="Flipz"):
+        train_model(bad, imgs[:18], imgs[18:], channels=1)
