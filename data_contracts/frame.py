@@ -11,7 +11,7 @@ class FrameContract(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dtype: Literal["uint8", "uint16"] = "uint8"
-    channels: Literal[1, 3] = Field(description="1 = grayscale, 3 = colour (BGR on disk).")
+    channels: Literal[1, 3] = Field(description="1 = grayscale, 3 = colour.")
     min_height: int = Field(16, ge=1)
     min_width: int = Field(16, ge=1)
     max_height: int = Field(8192, ge=1)

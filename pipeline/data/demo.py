@@ -395,8 +395,8 @@ def generate_demo_dataset(
     *,
     size: int = 128,
     channels: int = 3,
-    n_train: int = 200,
-    n_test_good: int = 40,
+    n_train: int = 400,
+    n_test_good: int = 60,
     n_per_defect: int = 15,
     seed: int = 0,
 ) -> DemoSummary:

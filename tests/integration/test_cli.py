@@ -92,6 +92,20 @@ def bundle(tmp_path_factory, demo_data, tiny_overrides) -> Path:
     return bundle_dir
 
 
+def test_score_by_registry_alias(tmp_path, bundle, demo_data):
+    """`name@alias` is downloaded from MLflow's registry and verified before scoring."""
+    home = bundle.parents[2]
+    image = sorted((demo_data / "test" / "pit").iterdir())[0]
+    out = tmp_path / "s.jsonl"
+    aeinspect("score", str(image), "--model", "aeinspect-demo@challenger", "--out", str(out),
+              env_home=home, check=True)
+    (record,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert record["frame_id"] == str(image) and record["model_version"] == "1"
+    line = one_error_line(aeinspect("score", str(image), "--model", "aeinspect-demo@champion",
+                                    env_home=home))
+    assert "aeinspect-demo@champion: not found" in line
+
+
 def test_score_records_good_files_and_names_bad_ones(tmp_path, bundle, demo_data):
     folder = tmp_path / "frames"
     folder.mkdir()
