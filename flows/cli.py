@@ -25,7 +25,6 @@ app = typer.Typer(
 datasets_app = typer.Typer(no_args_is_help=True, help="Datasets: generate demo data.")
 app.add_typer(datasets_app, name="datasets")
 REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
-_state = {"debug": False}
 
 
 def _echo_metrics(metrics: dict[str, float | None]) -> None:
@@ -38,7 +37,6 @@ def _echo_metrics(metrics: dict[str, float | None]) -> None:
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
-    _state["debug"] = debug
     logging.basicConfig(
         level=logging.INFO if debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -54,7 +52,6 @@ def datasets_demo(
 ) -> None:
     """Render the procedural demo dataset (machined parts with defects and masks)."""
     from pipeline.data.demo import generate_demo_dataset
-
     from pipeline.errors import DataError
 
     try:
@@ -117,13 +114,16 @@ def train(
     resume: Annotated[Path | None, typer.Option(help="Run folder to resume.")] = None,
 ) -> None:
     """Train, calibrate, evaluate, log to MLflow and register a new version (challenger)."""
+    from flows.train_flow import RUN_CONFIG
     from pipeline.config import load_config
 
     overrides = list(set_ or [])
     if data is not None:
         overrides.append(f"data.path={data}")
-    cfg = load_config(config or REPO_CONFIGS / "ae.yaml", overrides)
-    _run_training(cfg, resume)
+    if config is None:  # a resumed run keeps its own config unless told otherwise
+        saved = resume / RUN_CONFIG if resume is not None else None
+        config = saved if saved is not None and saved.is_file() else REPO_CONFIGS / "ae.yaml"
+    _run_training(load_config(config, overrides), resume)
 
 
 @app.command()

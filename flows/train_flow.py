@@ -28,6 +28,7 @@ from pipeline.training import TrainResult, train_model
 from pipeline.workspace import workspace
 
 BUNDLE_ARTIFACT = "bundle"
+RUN_CONFIG = "run_config.json"
 
 
 @dataclass
@@ -171,18 +172,21 @@ def train_flow(cfg: RunConfig, run_dir: Path | None = None) -> TrainOutcome:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     run_dir = run_dir or workspace() / "runs" / f"{cfg.name}-{stamp}"
     run_dir.mkdir(parents=True, exist_ok=True)
+    resuming = (run_dir / "checkpoint.pt").exists()
+    (run_dir / RUN_CONFIG).write_text(cfg.model_dump_json(indent=2) + "\n")
     client = tracking.connect()
     run_id = tracking.start_run(
         client,
         cfg.tracking.experiment,
         run_dir.name,
-        {"dataset": str(root), "run_dir": str(run_dir)},
+        {"dataset": str(root), "run_dir": str(run_dir), "resumed": str(resuming).lower()},
     )
     try:
         tracking.log_params(client, run_id, cfg.flat())
         splits = load_data(root, cfg)
         result = train(cfg, splits, run_dir, client, run_id)
         module, calibration, norm = fit_and_calibrate(cfg, result, splits)
+        client.log_dict(run_id, norm, "reports/map_normalisation.json")
         evaluation = evaluate(module, calibration, root, run_dir, cfg)
         version = log_and_register(
             client, run_id, cfg, module, calibration, evaluation, splits, result, run_dir, problems

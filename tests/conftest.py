@@ -25,8 +25,6 @@ for key, value in {
 }.items():
     os.environ[key] = value
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
 
 @pytest.fixture(scope="session")
 def demo_data(tmp_path_factory) -> Path:

@@ -18,12 +18,23 @@ def test_demo_command_end_to_end(tmp_path, tiny_overrides):
     sets = [arg for o in tiny_overrides for arg in ("--set", o)]
     done = subprocess.run(
         [sys.executable, "-m", "flows.cli", "demo", *sets],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=900,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
-    for needle in ("image_auroc", "pixel_auroc", "pro", "false_alarm_rate", "aeinspect ui",
-                   "evaluation.html", "alias challenger"):
+    for needle in (
+        "image_auroc",
+        "pixel_auroc",
+        "pro",
+        "false_alarm_rate",
+        "aeinspect ui",
+        "evaluation.html",
+        "alias challenger",
+    ):
         assert needle in out, needle
     assert (home / "demo-data" / "train" / "good").is_dir()
     assert (home / "prefect").is_dir()

@@ -97,12 +97,21 @@ def test_score_by_registry_alias(tmp_path, bundle, demo_data):
     home = bundle.parents[2]
     image = sorted((demo_data / "test" / "pit").iterdir())[0]
     out = tmp_path / "s.jsonl"
-    aeinspect("score", str(image), "--model", "aeinspect-demo@challenger", "--out", str(out),
-              env_home=home, check=True)
+    aeinspect(
+        "score",
+        str(image),
+        "--model",
+        "aeinspect-demo@challenger",
+        "--out",
+        str(out),
+        env_home=home,
+        check=True,
+    )
     (record,) = [json.loads(line) for line in out.read_text().splitlines()]
     assert record["frame_id"] == str(image) and record["model_version"] == "1"
-    line = one_error_line(aeinspect("score", str(image), "--model", "aeinspect-demo@champion",
-                                    env_home=home))
+    line = one_error_line(
+        aeinspect("score", str(image), "--model", "aeinspect-demo@champion", env_home=home)
+    )
     assert "aeinspect-demo@champion: not found" in line
 
 
@@ -170,3 +179,14 @@ def test_evaluate_writes_both_reports(tmp_path, bundle, demo_data):
     report = json.loads((out / "evaluation.json").read_text())
     assert report["model_version"] == "1"
     assert (out / "evaluation.html").read_text().startswith("<!DOCTYPE html>")
+
+
+def test_resume_uses_the_run_config_and_checkpoint(bundle):
+    """`--resume RUN` continues from the run's checkpoint with the run's saved config."""
+    run_dir, home = bundle.parent, bundle.parents[2]
+    first = json.loads((run_dir / "reports" / "evaluation.json").read_text())
+    done = aeinspect("train", "--resume", str(run_dir), env_home=home, check=True)
+    assert "version 2 (alias challenger)" in done.stdout
+    again = json.loads((run_dir / "reports" / "evaluation.json").read_text())
+    assert again["image_auroc"] == first["image_auroc"]
+    assert again["calibration"]["threshold"] == first["calibration"]["threshold"]
