@@ -103,12 +103,12 @@ def table(results: list[dict], when: str, where: str) -> str:
     return "\n".join(lines)
 
 
-def update_readme(block: str) -> None:
+def update_readme(block: str, begin: str = BEGIN, end: str = END) -> None:
+    """Replace the text between two markers in benchmarks/README.md."""
     path = HERE / "README.md"
-    text = path.read_text()
-    head, _, rest = text.partition(BEGIN)
-    _, _, tail = rest.partition(END)
-    path.write_text(f"{head}{BEGIN}\n{block}\n{END}{tail}")
+    head, _, rest = path.read_text().partition(begin)
+    _, _, tail = rest.partition(end)
+    path.write_text(f"{head}{begin}\n{block}\n{end}{tail}")
 
 
 def main() -> None:
