@@ -5,6 +5,8 @@ errors print one line and exit 1; `--debug` shows the traceback instead.
 """
 
 import logging
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -210,14 +212,26 @@ def demo(
     cfg = load_config(config or REPO_CONFIGS / "demo.yaml", list(set_ or []))
     typer.echo(f"workspace: {workspace()}")
     outcome = _run_training(cfg)
+    exe = _command_name()
     typer.echo("\nwhere to look:")
+    typer.echo(f"  MLflow:  {exe} ui   then open http://127.0.0.1:5000")
     typer.echo(
-        "  aeinspect ui                 # then open http://127.0.0.1:5000, experiment "
-        f"'{outcome.experiment}', run {outcome.run_id[:8]}"
+        f"           experiment '{outcome.experiment}', run {outcome.run_id[:8]}, "
+        f"model '{outcome.registered_model}' version {outcome.version}"
     )
-    typer.echo(f"  {outcome.evaluation.html_path}")
-    bundle = outcome.run_dir / "bundle"
-    typer.echo(f"  aeinspect score <image-or-folder> --model {bundle}")
+    typer.echo(f"  report:  {outcome.evaluation.html_path}")
+    typer.echo(f"  score:   {exe} score <image-or-folder> --model {outcome.run_dir / 'bundle'}")
+
+
+def _command_name() -> str:
+    """How the user can call us again: the script path when it is not on PATH (`make demo`)."""
+    invoked = Path(sys.argv[0])
+    found = shutil.which("aeinspect")
+    if invoked.name == "aeinspect" and (
+        found is None or Path(found).resolve() != invoked.resolve()
+    ):
+        return os.path.relpath(invoked)
+    return "aeinspect"
 
 
 def main() -> None:

@@ -101,7 +101,7 @@ def test_score_by_registry_alias(tmp_path, bundle, demo_data):
         "score",
         str(image),
         "--model",
-        "aeinspect-demo@challenger",
+        "aeinspect-ae@challenger",
         "--out",
         str(out),
         env_home=home,
@@ -110,9 +110,9 @@ def test_score_by_registry_alias(tmp_path, bundle, demo_data):
     (record,) = [json.loads(line) for line in out.read_text().splitlines()]
     assert record["frame_id"] == str(image) and record["model_version"] == "1"
     line = one_error_line(
-        aeinspect("score", str(image), "--model", "aeinspect-demo@champion", env_home=home)
+        aeinspect("score", str(image), "--model", "aeinspect-ae@champion", env_home=home)
     )
-    assert "aeinspect-demo@champion: not found" in line
+    assert "aeinspect-ae@champion: not found" in line
 
 
 def test_score_records_good_files_and_names_bad_ones(tmp_path, bundle, demo_data):
