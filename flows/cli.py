@@ -39,10 +39,10 @@ def _echo_metrics(metrics: dict[str, float | None]) -> None:
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
-    logging.basicConfig(
-        level=logging.INFO if debug else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    level = logging.INFO if debug else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # MLflow configures its own logger when imported (later, inside the commands)
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", logging.getLevelName(level))
 
 
 @datasets_app.command("demo")
@@ -83,9 +83,13 @@ def validate(
 
 def _run_training(cfg, run_dir: Path | None = None):
     from flows.train_flow import data_root, train_flow
+    from pipeline.data.augment import build_augmentation
     from pipeline.data.mvtec import check_trainable
+    from pipeline.models import check_model_config
 
     # bad input fails here in one line, before Prefect starts and logs tracebacks
+    check_model_config(cfg.model, cfg.data.image_size)
+    build_augmentation(cfg.train.augment, cfg.train.seed)
     check_trainable(data_root(cfg), cfg.data, cfg.calibration.alpha)
 
     outcome = train_flow(cfg, run_dir)

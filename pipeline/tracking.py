@@ -111,9 +111,11 @@ def resolve_model_uri(ref: str) -> Path:
     path = Path(ref)
     if path.exists():
         return path
-    if "@" not in ref and "/" not in ref:
+    name_part, _, version_part = ref.rpartition("/")
+    is_version = bool(name_part) and "/" not in name_part and version_part.isdigit()
+    if "@" not in ref and not is_version:
         raise TrackingError(
-            f"{ref}: neither a bundle folder nor a registry reference (name@alias or name/version)"
+            f"{ref}: no such bundle folder, and not a registry reference (name@alias or name/N)"
         )
     client = connect()
     name, sep, rest = ref.partition("@") if "@" in ref else ref.partition("/")

@@ -58,9 +58,14 @@ def _warn_skip(err: ImageReadError) -> None:
     log.warning("skipping %s", err)
 
 
-def detect_channels(path: Path) -> int:
-    """Channel count of a reference image (the first train image)."""
-    return read_image(path).shape[2]
+def detect_channels(paths: list[Path]) -> int:
+    """Channel count of the first readable training image (bad files are skipped later)."""
+    for path in paths:
+        try:
+            return read_image(path).shape[2]
+        except ImageReadError:
+            continue
+    raise DataError(f"{paths[0].parent}: none of the {len(paths)} images can be read")
 
 
 def load_images(paths: list[Path], size: int, channels: int) -> LoadedImages:
@@ -116,7 +121,7 @@ def load_train_splits(root: Path, cfg: DataConfig, seed: int) -> TrainSplits:
     """Read train/good, then split it reproducibly by `seed` into fit / val / calib."""
     layout = scan_layout(root)
     paths = [root / p for p in layout.train_good]
-    channels = cfg.channels or detect_channels(paths[0])
+    channels = cfg.channels or detect_channels(paths)
     loaded = load_images(paths, cfg.image_size, channels)
     n_fit, n_val, _ = split_counts(len(loaded.images), cfg)
     order = np.random.default_rng(seed).permutation(len(loaded.images))

@@ -2,6 +2,17 @@
 
 from pipeline.models import ae, vae  # noqa: F401  (importing registers the families)
 from pipeline.models.base import Reconstructor
-from pipeline.models.registry import available_models, build_model, register_model
+from pipeline.models.registry import (
+    available_models,
+    build_model,
+    check_model_config,
+    register_model,
+)
 
-__all__ = ["Reconstructor", "available_models", "build_model", "register_model"]
+__all__ = [
+    "Reconstructor",
+    "available_models",
+    "build_model",
+    "check_model_config",
+    "register_model",
+]

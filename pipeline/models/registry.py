@@ -26,8 +26,9 @@ def available_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def build_model(cfg: ModelConfig, image_size: int, channels: int) -> Reconstructor:
-    """Instantiate the family named in the config; unknown names list what exists."""
+def check_model_config(cfg: ModelConfig, image_size: int) -> Factory:
+    """The factory for `cfg.name`; unknown names and sizes the network cannot halve `depth`
+    times are config errors, found before any data is read."""
     try:
         factory = _REGISTRY[cfg.name]
     except KeyError:
@@ -35,4 +36,9 @@ def build_model(cfg: ModelConfig, image_size: int, channels: int) -> Reconstruct
         raise ConfigError(f"unknown model '{cfg.name}' (known: {known})") from None
     if image_size % (2**cfg.depth):
         raise ConfigError(f"image_size {image_size} is not divisible by 2^depth = {2**cfg.depth}")
-    return factory(cfg, image_size, channels)
+    return factory
+
+
+def build_model(cfg: ModelConfig, image_size: int, channels: int) -> Reconstructor:
+    """Instantiate the family named in the config."""
+    return check_model_config(cfg, image_size)(cfg, image_size, channels)

@@ -33,13 +33,13 @@ def dataset(tmp_path) -> Path:
 
 
 def test_train_splits_resize_and_skip_unreadable(dataset, caplog):
-    broken = dataset / "train/good/005.png"
+    broken = dataset / "train/good/000.png"  # the first file: channels come from another
     broken.write_bytes(broken.read_bytes()[:60])
     cfg = DataConfig(path=str(dataset), image_size=32, val_fraction=0.1, calib_fraction=0.2)
     splits = load_train_splits(dataset, cfg, seed=0)
     assert splits.channels == 1
     assert len(splits.skipped) == 1 and splits.skipped[0].path == broken
-    assert "005.png" in caplog.text
+    assert "000.png" in caplog.text
     assert len(splits.fit) + len(splits.val) + len(splits.calib) == 29
     assert splits.fit.shape[1:] == (32, 32, 1) and splits.fit.dtype == np.uint8
     again = load_train_splits(dataset, cfg, seed=0)
