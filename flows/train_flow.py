@@ -16,7 +16,7 @@ from prefect.cache_policies import NONE
 
 from data_contracts import CalibrationSummary
 from pipeline import tracking
-from pipeline.bundle import set_bundle_version, write_bundle
+from pipeline.bundle import git_commit, package_versions, set_bundle_version, write_bundle
 from pipeline.calibration import calibrate
 from pipeline.config import RunConfig
 from pipeline.data.demo import generate_demo_dataset
@@ -150,6 +150,9 @@ def log_and_register(
         (run_dir / "data_problems.txt").write_text("\n".join(problems) + "\n")
         client.log_artifact(run_id, str(run_dir / "data_problems.txt"), "reports")
     tags = {"data_fingerprint": splits.fingerprint, "model_family": cfg.model.name}
+    client.set_tag(run_id, "data_fingerprint", splits.fingerprint)
+    client.set_tag(run_id, "git_commit", git_commit() or "unknown")
+    client.log_dict(run_id, package_versions(), "reports/packages.json")
     # register first so the bundle carries its version, then upload the finished bundle
     version = tracking.register_bundle(
         client, cfg.tracking.registered_model, run_id, BUNDLE_ARTIFACT, tags

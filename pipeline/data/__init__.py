@@ -1,0 +1,1 @@
+"""Data: the MVTec-layout reader, validation, demo-data generator and augmentation."""

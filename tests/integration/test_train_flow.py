@@ -24,6 +24,7 @@ def test_flow_logs_reports_and_registers_a_challenger(trained, tiny_config, work
     run = client.get_run(trained.run_id)
     assert run.info.status == "FINISHED"
     assert run.data.params["train.epochs"] == "2"
+    assert len(run.data.tags["data_fingerprint"]) == 64 and "git_commit" in run.data.tags
     assert "image_auroc" in run.data.metrics and "pixel_auroc" in run.data.metrics
     history = client.get_metric_history(trained.run_id, "train_loss")
     assert [m.step for m in history] == [1, 2]
