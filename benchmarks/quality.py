@@ -62,10 +62,13 @@ def run_one(dataset: str, model: str) -> dict:
     cfg = load_config(REPO / "configs" / f"{model}.yaml", sets)
     outcome = train_flow(cfg)
     r = outcome.evaluation.report
+    config = cfg.model_dump(mode="json")
+    if spec["path"] is not None:  # record where the data is relative to the repo, not this machine
+        config["data"]["path"] = f"../shared/data/{dataset}"
     return {
         "dataset": dataset,
         "model": model,
-        "config": cfg.model_dump(mode="json"),
+        "config": config,
         "image_auroc": r.image_auroc,
         "pixel_auroc": r.pixel_auroc,
         "pro": r.pro,
