@@ -28,7 +28,9 @@ def _axis(length: int, cells: int) -> tuple[np.ndarray, np.ndarray]:
     return cell, coord - cell
 
 
-def perlin_noise(shape: tuple[int, int], scale: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+def perlin_noise(
+    shape: tuple[int, int], scale: tuple[int, int], rng: np.random.Generator
+) -> np.ndarray:
     """Perlin noise of `shape` with `scale` lattice cells per axis, float32 in about [-1, 1].
 
     Shapes that the scale does not divide are generated on the next larger multiple and cropped,

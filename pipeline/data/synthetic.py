@@ -1,0 +1,250 @@
+"""Synthetic anomalies for DRAEM-style training (Zavrtanik et al., ICCV 2021), from good images.
+
+Why: a discriminative network can only learn to segment defects if it sees some, but the line
+supplies good parts only. Pasting textures that do not belong to the part inside random Perlin
+blobs teaches it to flag whatever is "off the manifold" of good appearance, without ever showing
+it a real scratch or stain, so it is not tuned to the few defect types someone thought of.
+
+Recipe per sample, all randomness drawn from `np.random.default_rng([seed, epoch, index])`:
+1. With probability `clean_fraction` the image is returned unchanged with an empty mask, so the
+   network also learns that good images need no segmentation.
+2. A Perlin mask (scales 2**k per axis, random rotation, threshold) shapes the anomaly.
+3. A texture source is picked uniformly among: a procedural texture, an external texture (when
+   given), the image itself shifted and flipped, or plain Perlin noise.
+4. `n_augment` distinct photometric augmentations change the texture's appearance.
+5. The texture is blended into the mask with opacity beta (see `AnomalySynthesizer`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from pipeline.data.perlin import perlin_mask, perlin_noise
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no network call at import
+
+import albumentations as A  # noqa: E402
+
+Texture = Callable[[np.random.Generator, tuple[int, int], int], np.ndarray]
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """Knobs of the anomaly recipe; the defaults follow the DRAEM paper."""
+
+    clean_fraction: float = 0.5  # share of samples left without an anomaly
+    opacity: tuple[float, float] = (0.1, 1.0)  # range of the blend factor beta
+    min_exp: int = 0  # Perlin lattice has 2**k cells per axis, k in [min_exp, max_exp]
+    max_exp: int = 6
+    threshold: float = 0.5  # Perlin noise (about [-1, 1]) above this is anomalous
+    n_augment: int = 3  # photometric augmentations applied to the texture source
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.clean_fraction <= 1.0:
+            raise ValueError(f"clean_fraction must be in [0, 1], got {self.clean_fraction}")
+        low, high = self.opacity
+        if not 0.0 <= low <= high <= 1.0:
+            raise ValueError(f"opacity must satisfy 0 <= low <= high <= 1, got {self.opacity}")
+        if not 0 <= self.min_exp <= self.max_exp:
+            raise ValueError(f"need 0 <= min_exp <= max_exp, got {self.min_exp}, {self.max_exp}")
+        if self.n_augment < 0:
+            raise ValueError(f"n_augment must be >= 0, got {self.n_augment}")
+
+
+# --- photometric augmentations ---------------------------------------------------------------
+# Factories, not instances: each sample builds fresh transforms, so concurrent callers never
+# share an albumentations random state and results stay independent of call order.
+_AUGMENTATIONS: tuple[Callable[[], A.BasicTransform], ...] = (
+    lambda: A.RandomBrightnessContrast(brightness_limit=0.4, contrast_limit=0.5, p=1.0),
+    lambda: A.RandomGamma(gamma_limit=(50, 200), p=1.0),
+    lambda: A.Solarize(threshold_range=(0.3, 0.7), p=1.0),
+    lambda: A.Posterize(num_bits=(2, 5), p=1.0),
+    lambda: A.Equalize(p=1.0),
+    lambda: A.Sharpen(alpha=(0.3, 0.8), p=1.0),
+    lambda: A.InvertImg(p=1.0),
+    lambda: A.Emboss(alpha=(0.3, 0.8), strength=(0.5, 1.5), p=1.0),
+)
+_COLOUR_ONLY: tuple[Callable[[], A.BasicTransform], ...] = (
+    lambda: A.HueSaturationValue(hue_shift_limit=40, sat_shift_limit=50, val_shift_limit=30, p=1.0),
+)
+
+
+def _augment(texture: np.ndarray, rng: np.random.Generator, count: int) -> np.ndarray:
+    """Apply `count` distinct augmentations; the per-sample rng seeds albumentations."""
+    pool = _AUGMENTATIONS + (_COLOUR_ONLY if texture.shape[2] == 3 else ())
+    chosen = rng.choice(len(pool), size=min(count, len(pool)), replace=False)
+    pipeline = A.Compose([pool[i]() for i in chosen], seed=int(rng.integers(2**31)))
+    return pipeline(image=texture)["image"].reshape(texture.shape)
+
+
+# --- procedural textures ---------------------------------------------------------------------
+def _paint(level: np.ndarray, rng: np.random.Generator, channels: int) -> np.ndarray:
+    """Map a [0, 1] field linearly between two random colours: same code for gray and colour."""
+    low, high = rng.uniform(0, 255, (2, channels)).astype(np.float32)
+    image = low + np.clip(level, 0.0, 1.0)[..., None] * (high - low)
+    return image.astype(np.uint8)
+
+
+def _unit(field: np.ndarray) -> np.ndarray:
+    """Stretch a field to [0, 1] so every family uses the full span between its two colours."""
+    low, high = float(field.min()), float(field.max())
+    return (field - low) / max(high - low, 1e-6)
+
+
+def _mottled(rng: np.random.Generator, shape: tuple[int, int], channels: int) -> np.ndarray:
+    """Two-octave Perlin noise: stains, corrosion, discolouration."""
+    cells = int(2 ** rng.integers(1, 5))
+    field = perlin_noise(shape, (cells, cells), rng) + 0.5 * perlin_noise(
+        shape, (2 * cells, 2 * cells), rng
+    )
+    return _paint(_unit(field), rng, channels)
+
+
+def _grooves(rng: np.random.Generator, shape: tuple[int, int], channels: int) -> np.ndarray:
+    """Wavy parallel stripes: machining marks or scratches at a foreign pitch and angle."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]].astype(np.float32)
+    angle, period = rng.uniform(0.0, np.pi), rng.uniform(3.0, 14.0)
+    warp = rng.uniform(0.0, 3.0) * perlin_noise(shape, (2, 2), rng)
+    phase = (xx * np.cos(angle) + yy * np.sin(angle)) * (2.0 * np.pi / period) + warp
+    return _paint(0.5 + 0.5 * np.sin(phase) ** 3, rng, channels)
+
+
+def _cellular(rng: np.random.Generator, shape: tuple[int, int], channels: int) -> np.ndarray:
+    """Distance to random seed points (Worley-like): pitting, blotches, granular deposits."""
+    seeds = np.full(shape, 255, np.uint8)
+    count = int(rng.integers(6, 60))
+    seeds[rng.integers(0, shape[0], count), rng.integers(0, shape[1], count)] = 0
+    distance = _unit(cv2.distanceTransform(seeds, cv2.DIST_L2, 3))
+    return _paint(distance if rng.random() < 0.5 else 1.0 - distance, rng, channels)
+
+
+def _grain(rng: np.random.Generator, shape: tuple[int, int], channels: int) -> np.ndarray:
+    """Blurred, possibly anisotropic noise: rough or brushed surface at a foreign grain."""
+    noise = rng.standard_normal(shape, dtype=np.float32)
+    sigma_x, sigma_y = rng.uniform(0.3, 3.0, 2)
+    return _paint(_unit(cv2.GaussianBlur(noise, (0, 0), sigma_x, sigmaY=sigma_y)), rng, channels)
+
+
+_PROCEDURAL: tuple[Texture, ...] = (_mottled, _grooves, _cellular, _grain)
+
+
+# --- texture sources -------------------------------------------------------------------------
+def _procedural(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    family = _PROCEDURAL[int(rng.integers(len(_PROCEDURAL)))]
+    return family(rng, image.shape[:2], image.shape[2])
+
+
+def _self_texture(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """The part's own texture, displaced: realistic colours in the wrong place (like CutPaste)."""
+    height, width = image.shape[:2]
+    shifted = np.roll(image, (int(rng.integers(height)), int(rng.integers(width))), axis=(0, 1))
+    flip = int(rng.integers(3))  # 0: none, 1: vertical, 2: horizontal
+    return np.ascontiguousarray(np.flip(shifted, axis=flip - 1) if flip else shifted)
+
+
+def _perlin_texture(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """Gray Perlin noise: smooth shading changes with no colour cue."""
+    cells = int(2 ** rng.integers(0, 6))
+    level = (perlin_noise(image.shape[:2], (cells, cells), rng) + 1.0) * 127.5
+    level = np.clip(level, 0, 255).astype(np.uint8)
+    return np.repeat(level[..., None], image.shape[2], axis=2)
+
+
+def _fit(texture: np.ndarray, height: int, width: int, channels: int) -> np.ndarray:
+    """External texture resized to the image and converted to its channel count."""
+    if texture.shape[:2] != (height, width):
+        texture = cv2.resize(texture, (width, height), interpolation=cv2.INTER_AREA)
+    if texture.ndim == 2:
+        texture = texture[..., None]
+    if texture.shape[2] == channels:
+        return texture
+    if channels == 1:
+        return cv2.cvtColor(texture, cv2.COLOR_BGR2GRAY)[..., None]
+    return cv2.cvtColor(texture, cv2.COLOR_GRAY2BGR)
+
+
+def _check_image(image: np.ndarray, what: str) -> None:
+    if image.dtype != np.uint8 or image.ndim not in (2, 3):
+        raise ValueError(
+            f"{what} must be a uint8 HxW or HxWxC array, got {image.dtype} {image.shape}"
+        )
+    if image.ndim == 3 and image.shape[2] not in (1, 3):
+        raise ValueError(f"{what} must have 1 or 3 channels, got {image.shape[2]}")
+
+
+class AnomalySynthesizer:
+    """Turns a good image into (augmented image, mask, has_anomaly).
+
+    Blend, with m the Perlin mask in {0, 1} and beta ~ U(opacity):
+        out = round((1 - beta * m) * image + beta * m * texture)
+    so pixels outside the mask are exactly the input. The returned mask is m itself: inside it a
+    pixel may keep its value where beta * |texture - image| rounds to 0 (faint or matching
+    texture); it stays 1 there, because the model should learn the blob, not a speckled copy.
+
+    Not a source of randomness of its own: the same (seed, epoch, index) gives identical bytes in
+    any call order, process or thread, and a new epoch gives a new anomaly for the same image.
+    """
+
+    def __init__(
+        self, cfg: SyntheticConfig, textures: Sequence[np.ndarray] | None = None, seed: int = 0
+    ) -> None:
+        for i, texture in enumerate(textures or ()):
+            _check_image(texture, f"textures[{i}]")
+        self.cfg = cfg
+        self.seed = int(seed)
+        self.textures = tuple(textures or ())
+
+    def __call__(
+        self, image: np.ndarray, index: int, epoch: int = 0
+    ) -> tuple[np.ndarray, np.ndarray, bool]:
+        _check_image(image, "image")
+        if image.ndim != 3:
+            raise ValueError(f"image must be HxWxC, got shape {image.shape}")
+        rng = np.random.default_rng([self.seed, int(epoch), int(index)])
+        height, width = image.shape[:2]
+        cfg = self.cfg
+        if rng.random() < cfg.clean_fraction:
+            return image.copy(), np.zeros((height, width), np.float32), False
+        mask = perlin_mask(
+            (height, width),
+            rng,
+            min_exp=cfg.min_exp,
+            max_exp=cfg.max_exp,
+            threshold=cfg.threshold,
+        ).astype(np.float32)
+        texture = _augment(self._texture(rng, image), rng, cfg.n_augment)
+        beta = float(rng.uniform(*cfg.opacity))
+        weight = (beta * mask)[..., None]
+        blended = image + weight * (texture.astype(np.float32) - image)
+        return np.rint(blended).astype(np.uint8), mask, True
+
+    def _texture(self, rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+        """Pick a texture source uniformly among those available."""
+        sources: list[Callable[[np.random.Generator, np.ndarray], np.ndarray]] = [
+            _procedural,
+            _self_texture,
+            _perlin_texture,
+        ]
+        if self.textures:
+            sources.append(self._external)
+        return sources[int(rng.integers(len(sources)))](rng, image)
+
+    def _external(self, rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+        texture = self.textures[int(rng.integers(len(self.textures)))]
+        return _fit(texture, *image.shape)
+
+
+def synthesize_batch(
+    synth: AnomalySynthesizer, images: np.ndarray, indices: np.ndarray, epoch: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Synthesize a batch: (N,H,W,C) uint8 images, (N,H,W) float32 masks, (N,) bool flags."""
+    if len(images) != len(indices):
+        raise ValueError(f"{len(images)} images but {len(indices)} indices")
+    results = [synth(image, int(i), epoch) for image, i in zip(images, indices, strict=True)]
+    augmented, masks, flags = zip(*results, strict=True)
+    return np.stack(augmented), np.stack(masks), np.array(flags, dtype=bool)

@@ -1,0 +1,142 @@
+"""Synthetic anomalies: mask contract, determinism, clean share, locality of the change."""
+
+import numpy as np
+import pytest
+
+from pipeline.data.perlin import perlin_mask, perlin_noise
+from pipeline.data.synthetic import AnomalySynthesizer, SyntheticConfig, synthesize_batch
+
+SIZE = 64
+
+
+def _image(channels: int, seed: int = 0) -> np.ndarray:
+    """A smooth gradient with mild noise: a stand-in for a good part."""
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(60, 190, SIZE, dtype=np.float32)
+    base = ramp[None, :, None] + rng.normal(0, 4, (SIZE, SIZE, channels))
+    return np.clip(base, 0, 255).astype(np.uint8)
+
+
+def _textures(channels: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(7)
+    shape = (48, 80) if channels == 1 else (48, 80, 3)  # other size and layout than the image
+    return [rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(3)]
+
+
+@pytest.fixture(params=[(1, False), (3, False), (1, True), (3, True)], ids=lambda p: str(p))
+def case(request: pytest.FixtureRequest) -> tuple[AnomalySynthesizer, np.ndarray]:
+    channels, external = request.param
+    textures = _textures(channels) if external else None
+    return AnomalySynthesizer(SyntheticConfig(), textures=textures, seed=3), _image(channels)
+
+
+def test_outputs_have_the_contracted_types_and_values(case) -> None:
+    synth, image = case
+    for index in range(40):
+        out, mask, has_anomaly = synth(image, index)
+        assert out.shape == image.shape and out.dtype == np.uint8
+        assert mask.shape == image.shape[:2] and mask.dtype == np.float32
+        assert set(np.unique(mask)) <= {0.0, 1.0}
+        assert isinstance(has_anomaly, bool)
+        assert mask.any() == has_anomaly
+
+
+def test_change_is_inside_the_mask_only(case) -> None:
+    synth, image = case
+    seen = 0
+    for index in range(60):
+        out, mask, has_anomaly = synth(image, index)
+        changed = (out != image).any(axis=2)
+        if not has_anomaly:
+            assert np.array_equal(out, image) and not mask.any()
+            continue
+        seen += 1
+        assert changed[mask > 0].any(), "an anomalous sample must differ inside its mask"
+        assert not changed[mask == 0].any(), "pixels outside the mask must be untouched"
+    assert seen > 10
+
+
+def test_same_key_gives_identical_bytes_in_any_order() -> None:
+    image = _image(3)
+    first = AnomalySynthesizer(SyntheticConfig(), seed=5)
+    second = AnomalySynthesizer(SyntheticConfig(), seed=5)
+    forward = [first(image, i, epoch=2) for i in range(12)]
+    backward = [second(image, i, epoch=2) for i in reversed(range(12))][::-1]
+    for (out_a, mask_a, flag_a), (out_b, mask_b, flag_b) in zip(forward, backward, strict=True):
+        assert out_a.tobytes() == out_b.tobytes() and mask_a.tobytes() == mask_b.tobytes()
+        assert flag_a == flag_b
+
+
+def test_index_epoch_and_seed_change_the_anomaly() -> None:
+    image = _image(3)
+    synth = AnomalySynthesizer(SyntheticConfig(clean_fraction=0.0), seed=5)
+    reference = synth(image, 0, epoch=0)[1]
+    assert not np.array_equal(reference, synth(image, 1, epoch=0)[1])
+    assert not np.array_equal(reference, synth(image, 0, epoch=1)[1])
+    other_seed = AnomalySynthesizer(SyntheticConfig(clean_fraction=0.0), seed=6)
+    assert not np.array_equal(reference, other_seed(image, 0, epoch=0)[1])
+
+
+def test_about_half_the_samples_are_clean() -> None:
+    image = _image(1)
+    synth = AnomalySynthesizer(SyntheticConfig(n_augment=0), seed=11)
+    flags = [synth(image, i)[2] for i in range(400)]
+    assert 0.42 <= 1.0 - np.mean(flags) <= 0.58
+
+
+@pytest.mark.parametrize("fraction, expected", [(0.0, True), (1.0, False)])
+def test_clean_fraction_extremes(fraction: float, expected: bool) -> None:
+    synth = AnomalySynthesizer(SyntheticConfig(clean_fraction=fraction))
+    assert all(synth(_image(3), i)[2] == expected for i in range(20))
+
+
+def test_batch_stacks_per_sample_results() -> None:
+    images = np.stack([_image(3, seed) for seed in range(5)])
+    indices = np.arange(10, 15)
+    synth = AnomalySynthesizer(SyntheticConfig(), seed=2)
+    out, masks, flags = synthesize_batch(synth, images, indices, epoch=4)
+    assert out.shape == images.shape and out.dtype == np.uint8
+    assert masks.shape == (5, SIZE, SIZE) and masks.dtype == np.float32
+    assert flags.shape == (5,) and flags.dtype == bool
+    for k, index in enumerate(indices):
+        single = synth(images[k], int(index), epoch=4)
+        assert np.array_equal(out[k], single[0]) and np.array_equal(masks[k], single[1])
+
+
+def test_perlin_noise_range_and_non_divisible_shapes() -> None:
+    rng = np.random.default_rng(0)
+    for shape, scale in [((64, 64), (4, 4)), ((50, 37), (3, 8)), ((20, 90), (64, 1))]:
+        noise = perlin_noise(shape, scale, rng)
+        assert noise.shape == shape and noise.dtype == np.float32
+        assert np.abs(noise).max() <= 1.0 + 1e-5 and noise.std() > 0.05
+
+
+def test_perlin_mask_is_never_empty_even_at_a_high_threshold() -> None:
+    rng = np.random.default_rng(1)
+    for _ in range(100):
+        assert perlin_mask((SIZE, SIZE), rng).any()
+    for _ in range(10):  # above the noise range: only the fallback blob can satisfy this
+        assert perlin_mask((SIZE, SIZE), rng, threshold=2.0).any()
+
+
+def test_perlin_mask_blobs_shrink_and_multiply_with_scale() -> None:
+    rng = np.random.default_rng(2)
+
+    def coverage(exp: int) -> np.ndarray:
+        masks = [perlin_mask((128, 128), rng, min_exp=exp, max_exp=exp) for _ in range(40)]
+        return np.array([m.mean() for m in masks])
+
+    coarse, fine = coverage(1), coverage(5)
+    assert coarse.std() > 2 * fine.std()  # one or two big blobs, or none, vs. many small ones
+    assert 0.01 < fine.mean() < 0.2
+
+
+def test_rejects_bad_inputs() -> None:
+    with pytest.raises(ValueError):
+        SyntheticConfig(clean_fraction=1.5)
+    with pytest.raises(ValueError):
+        SyntheticConfig(opacity=(0.8, 0.2))
+    with pytest.raises(ValueError):
+        AnomalySynthesizer(SyntheticConfig())(np.zeros((8, 8, 3), np.float32), 0)
+    with pytest.raises(ValueError):
+        AnomalySynthesizer(SyntheticConfig())(np.zeros((8, 8, 2), np.uint8), 0)
