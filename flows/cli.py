@@ -83,14 +83,10 @@ def validate(
 
 def _run_training(cfg, run_dir: Path | None = None):
     from flows.train_flow import data_root, train_flow
-    from pipeline.data.augment import build_augmentation
-    from pipeline.data.mvtec import check_trainable
-    from pipeline.models import check_model_config
+    from pipeline.preflight import check_before_training
 
     # bad input fails here in one line, before Prefect starts and logs tracebacks
-    check_model_config(cfg.model, cfg.data.image_size)
-    build_augmentation(cfg.train.augment, cfg.train.seed)
-    check_trainable(data_root(cfg), cfg.data, cfg.calibration.alpha)
+    check_before_training(cfg, data_root(cfg))
 
     outcome = train_flow(cfg, run_dir)
     report = outcome.evaluation.report

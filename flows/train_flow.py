@@ -20,9 +20,10 @@ from pipeline.bundle import git_commit, package_versions, set_bundle_version, wr
 from pipeline.calibration import calibrate
 from pipeline.config import RunConfig
 from pipeline.data.demo import generate_demo_dataset
-from pipeline.data.mvtec import TrainSplits, check_trainable, load_train_splits
+from pipeline.data.mvtec import TrainSplits, load_train_splits
 from pipeline.data.validate import validate_dataset
 from pipeline.evaluate_model import Evaluation, evaluate_module, headline_metrics
+from pipeline.preflight import check_before_training
 from pipeline.scoring import InspectionModule, fit_scoring, score_images
 from pipeline.training import TrainResult, train_model
 from pipeline.workspace import workspace
@@ -63,7 +64,7 @@ def validate_data(root: Path, cfg: RunConfig) -> list[str]:
     problems = [str(p) for p in validate_dataset(root, channels=cfg.data.channels)]
     for line in problems:
         logger.warning("data problem: %s", line)
-    check_trainable(root, cfg.data, cfg.calibration.alpha)
+    check_before_training(cfg, root)
     return problems
 
 

@@ -31,10 +31,9 @@ def _is_local(uri: str) -> bool:
 
 
 def connect() -> MlflowClient:
-    """Set the tracking URI and check that the server answers (one clear error if not)."""
+    """A client for our tracking URI, checked to answer (one clear error if not). MLflow's
+    global URI is left alone: setting it also sets MLFLOW_TRACKING_URI for the process."""
     uri = tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
     client = MlflowClient(uri, registry_uri=uri)
     try:
         client.search_experiments(max_results=1)
@@ -129,7 +128,9 @@ def resolve_model_uri(ref: str) -> Path:
     dest = workspace() / "models" / name / str(mv.version)
     if not (dest / "bundle.json").exists():
         dest.mkdir(parents=True, exist_ok=True)
-        mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=str(dest))
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=mv.source, dst_path=str(dest), tracking_uri=tracking_uri()
+        )
         nested = dest / Path(mv.source).name
         if nested.is_dir() and not (dest / "bundle.json").exists():
             for item in nested.iterdir():

@@ -15,6 +15,7 @@ def test_demo_command_end_to_end(tmp_path, tiny_overrides):
     home = tmp_path / "ws"
     env = {**os.environ, "AEINSPECT_HOME": str(home)}
     env.pop("PREFECT_HOME", None)  # the CLI puts Prefect's state in the workspace
+    env.pop("MLFLOW_TRACKING_URI", None)  # mlflow.set_tracking_uri in an earlier test sets it
     sets = [arg for o in tiny_overrides for arg in ("--set", o)]
     done = subprocess.run(
         [sys.executable, "-m", "flows.cli", "demo", *sets],
@@ -38,7 +39,8 @@ def test_demo_command_end_to_end(tmp_path, tiny_overrides):
         assert needle in out, needle
     assert (home / "demo-data" / "train" / "good").is_dir()
     assert (home / "prefect").is_dir()
-    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    client = MlflowClient(uri, registry_uri=uri)
     version = client.get_model_version_by_alias("aeinspect-demo", "challenger")
     run = client.get_run(version.run_id)
     assert run.info.status == "FINISHED"

@@ -15,6 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def aeinspect(*args: str, env_home: Path, check: bool = False) -> subprocess.CompletedProcess:
     env = {**os.environ, "AEINSPECT_HOME": str(env_home)}
+    env.pop("MLFLOW_TRACKING_URI", None)  # mlflow.set_tracking_uri in an earlier test sets it
     done = subprocess.run(
         [sys.executable, "-m", "flows.cli", *args],
         capture_output=True,
