@@ -10,6 +10,7 @@ from data_contracts.evaluation import (
     DefectBreakdown,
     EvaluationReport,
     OperatingPoint,
+    SyntheticCheck,
 )
 from data_contracts.frame import FrameContract
 from data_contracts.score import ScoreRecord
@@ -31,4 +32,5 @@ __all__ = [
     "FrameContract",
     "OperatingPoint",
     "ScoreRecord",
+    "SyntheticCheck",
 ]

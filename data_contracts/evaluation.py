@@ -41,6 +41,21 @@ class CalibrationSummary(BaseModel):
     thresholds: dict[str, float] = Field(description="Budget (as a string) -> threshold.")
 
 
+class SyntheticCheck(BaseModel):
+    """The model on synthetic defects of held-out good images (the selection set, not the test)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_images: int
+    n_anomalous: int
+    image_auroc: float | None
+    pixel_auroc: float | None
+    recall: float | None = Field(
+        description="Anomalous images flagged at the calibrated threshold."
+    )
+    fusion_weights: dict[str, float] = Field(description="Map name -> weight in the fused map.")
+
+
 class EvaluationReport(BaseModel):
     """Image and pixel metrics of one model on one test set, at its calibrated threshold."""
 
@@ -59,3 +74,4 @@ class EvaluationReport(BaseModel):
     at_threshold: OperatingPoint
     per_defect: list[DefectBreakdown]
     scoring_images_per_s: float | None = None
+    synthetic: SyntheticCheck | None = None

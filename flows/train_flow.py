@@ -14,7 +14,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 
-from data_contracts import CalibrationSummary
+from data_contracts import CalibrationSummary, SyntheticCheck
 from pipeline import tracking
 from pipeline.bundle import git_commit, package_versions, set_bundle_version, write_bundle
 from pipeline.calibration import calibrate
@@ -25,6 +25,7 @@ from pipeline.data.validate import validate_dataset
 from pipeline.evaluate_model import Evaluation, evaluate_module, headline_metrics
 from pipeline.preflight import check_before_training
 from pipeline.scoring import InspectionModule, fit_scoring, score_images
+from pipeline.selection import choose_fusion_weights, synthetic_check, synthetic_validation_set
 from pipeline.training import TrainResult, train_model
 from pipeline.workspace import workspace
 
@@ -89,30 +90,42 @@ def train(cfg: RunConfig, splits: TrainSplits, run_dir: Path, client, run_id: st
     )
 
 
+@dataclass
+class Calibrated:
+    """The finished scoring module and what was fitted to make it."""
+
+    module: InspectionModule
+    calibration: CalibrationSummary
+    normalisation: dict
+    fusion_candidates: list[dict]
+    synthetic: SyntheticCheck
+
+
 @task(cache_policy=NONE)
-def fit_and_calibrate(
-    cfg: RunConfig, result: TrainResult, splits: TrainSplits
-) -> tuple[InspectionModule, CalibrationSummary, dict]:
-    """Latent Gaussian on the fit split, map normalisation on val, threshold on calib."""
+def fit_and_calibrate(cfg: RunConfig, result: TrainResult, splits: TrainSplits) -> Calibrated:
+    """Latent Gaussian on the fit split, map normalisation on val, fusion weights on synthetic
+    defects of val (when configured), threshold on calib, then the synthetic recall check."""
     module = InspectionModule(result.model, cfg.score, cfg.data.image_size, splits.channels)
     module = module.to(result.device)
     norm = fit_scoring(module, splits.fit, splits.val)
+    sset = synthetic_validation_set(splits.val, cfg.train.anomalies, cfg.train.seed)
+    candidates = choose_fusion_weights(module, sset) if cfg.score.fusion == "synthetic" else []
     scores, _ = score_images(module, splits.calib)
     calibration = calibrate(scores, cfg.calibration.alpha, cfg.calibration.budgets)
     module.threshold.fill_(calibration.threshold)
-    return module.cpu(), calibration, norm
+    check = synthetic_check(module, sset)
+    return Calibrated(module.cpu(), calibration, norm, candidates, check)
 
 
 @task(cache_policy=NONE)
-def evaluate(
-    module: InspectionModule,
-    calibration: CalibrationSummary,
-    root: Path,
-    run_dir: Path,
-    cfg: RunConfig,
-) -> Evaluation:
+def evaluate(calibrated: Calibrated, root: Path, run_dir: Path, cfg: RunConfig) -> Evaluation:
     return evaluate_module(
-        module, calibration, root, run_dir / "reports", model_name=cfg.tracking.registered_model
+        calibrated.module,
+        calibrated.calibration,
+        root,
+        run_dir / "reports",
+        model_name=cfg.tracking.registered_model,
+        synthetic=calibrated.synthetic,
     )
 
 
@@ -137,6 +150,8 @@ def log_and_register(
     metrics.update(
         {
             "train_seconds": result.seconds,
+            "train_images_per_s": result.mean_of("images_per_s"),
+            "data_wait_share": result.mean_of("data_wait_share"),
             "best_epoch": result.best_epoch,
             "skipped_images": len(splits.skipped) + evaluation.skipped,
             "n_fit": len(splits.fit),
@@ -189,9 +204,12 @@ def train_flow(cfg: RunConfig, run_dir: Path | None = None) -> TrainOutcome:
         tracking.log_params(client, run_id, cfg.flat())
         splits = load_data(root, cfg)
         result = train(cfg, splits, run_dir, client, run_id)
-        module, calibration, norm = fit_and_calibrate(cfg, result, splits)
-        client.log_dict(run_id, norm, "reports/map_normalisation.json")
-        evaluation = evaluate(module, calibration, root, run_dir, cfg)
+        calibrated = fit_and_calibrate(cfg, result, splits)
+        client.log_dict(run_id, calibrated.normalisation, "reports/map_normalisation.json")
+        if calibrated.fusion_candidates:
+            client.log_dict(run_id, calibrated.fusion_candidates, "reports/fusion_candidates.json")
+        evaluation = evaluate(calibrated, root, run_dir, cfg)
+        module, calibration = calibrated.module, calibrated.calibration
         version = log_and_register(
             client, run_id, cfg, module, calibration, evaluation, splits, result, run_dir, problems
         )

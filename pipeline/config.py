@@ -46,6 +46,9 @@ class ModelConfig(_Strict):
     latent_dim: int = Field(64, ge=2, le=2048)
     latent: Literal["spatial", "vector"] = "spatial"
     beta: float = Field(1.0, ge=0, description="VAE only: weight of the KL term.")
+    disc_width: int = Field(16, ge=4, le=256, description="DRAEM only: first U-Net stage width.")
+    disc_depth: int = Field(4, ge=2, le=6, description="DRAEM only: U-Net poolings.")
+    focal_gamma: float = Field(2.0, ge=0, description="DRAEM only: focal loss exponent.")
 
 
 class AugmentConfig(_Strict):
@@ -53,6 +56,23 @@ class AugmentConfig(_Strict):
 
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
+
+
+class AnomalyConfig(_Strict):
+    """Synthetic anomalies (DRAEM recipe) for the families that learn from them, and for
+    selecting any model on labelled synthetic defects of held-out good images."""
+
+    clean_fraction: float = Field(0.5, ge=0, le=1, description="Training samples left clean.")
+    opacity_min: float = Field(0.1, ge=0, le=1)
+    opacity_max: float = Field(1.0, ge=0, le=1)
+    max_exp: int = Field(6, ge=0, le=8, description="Perlin cells per axis up to 2**max_exp.")
+    textures: str | None = Field(None, description="Optional folder of texture images.")
+
+    @model_validator(mode="after")
+    def _opacity_range(self) -> "AnomalyConfig":
+        if self.opacity_min > self.opacity_max:
+            raise ValueError("opacity_min must not exceed opacity_max")
+        return self
 
 
 class TrainConfig(_Strict):
@@ -67,18 +87,31 @@ class TrainConfig(_Strict):
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     augment: list[AugmentConfig] = Field(default_factory=list)
+    anomalies: AnomalyConfig = Field(default_factory=AnomalyConfig)
+    max_minutes: float | None = Field(
+        None, gt=0, description="Stop after this much training time (the schedule still ends)."
+    )
+    channels_last: bool = Field(True, description="NHWC memory layout: faster convs on CPU/GPU.")
+    amp: bool = Field(True, description="bfloat16 autocast on CUDA (ignored on CPU).")
+    compile: bool = Field(False, description="torch.compile the model for training.")
+    loader_threads: int = Field(1, ge=0, le=16, description="Batch-building threads; 0 = inline.")
 
 
 class ScoreConfig(_Strict):
     """Which anomaly maps are fused, and how the image score is taken from the fused map."""
 
-    maps: dict[Literal["l2", "ssim", "mahalanobis", "nll"], float] = Field(
+    maps: dict[Literal["l2", "ssim", "mahalanobis", "nll", "anomaly"], float] = Field(
         default_factory=lambda: {"l2": 1.0, "ssim": 1.0, "mahalanobis": 1.0},
         description="Map name -> fusion weight.",
     )
     smooth_sigma: float = Field(2.0, ge=0, description="Gaussian smoothing of the fused map (px).")
     image_score: Literal["max", "topk_mean"] = "max"
     topk: int = Field(16, ge=1, description="Pixels averaged for topk_mean.")
+    fusion: Literal["fixed", "synthetic"] = Field(
+        "fixed",
+        description="fixed: the weights above; synthetic: choose among weight combinations of "
+        "the listed maps by detection of synthetic defects on held-out good images.",
+    )
 
     @model_validator(mode="after")
     def _some_map(self) -> "ScoreConfig":

@@ -5,7 +5,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from data_contracts import CalibrationSummary, EvaluationReport
+from data_contracts import CalibrationSummary, EvaluationReport, SyntheticCheck
 from pipeline.data.mvtec import load_test_set
 from pipeline.evaluation import Predictions, build_report
 from pipeline.reports.evaluation_report import write_evaluation_html
@@ -28,6 +28,7 @@ def evaluate_module(
     *,
     model_name: str,
     model_version: str | None = None,
+    synthetic: SyntheticCheck | None = None,
 ) -> Evaluation:
     """Score every test image, build the report (contract JSON + self-contained HTML)."""
     test = load_test_set(data_root, module.image_size, module.channels)
@@ -49,6 +50,7 @@ def evaluate_module(
         dataset=str(data_root),
         model_version=model_version,
         scoring_images_per_s=per_s,
+        synthetic=synthetic,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / "evaluation.json"
@@ -71,6 +73,10 @@ def headline_metrics(report: EvaluationReport) -> dict[str, float | None]:
         "false_alarm_rate": op.false_alarm_rate,
         "scoring_images_per_s": report.scoring_images_per_s,
     }
+    if report.synthetic is not None:
+        out["synthetic.image_auroc"] = report.synthetic.image_auroc
+        out["synthetic.pixel_auroc"] = report.synthetic.pixel_auroc
+        out["synthetic.recall"] = report.synthetic.recall
     for d in report.per_defect:
         out[f"{d.defect}.image_auroc"] = d.image_auroc
         out[f"{d.defect}.recall"] = d.recall

@@ -11,7 +11,12 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from data_contracts.evaluation import CalibrationSummary, DefectBreakdown, EvaluationReport
+from data_contracts.evaluation import (
+    CalibrationSummary,
+    DefectBreakdown,
+    EvaluationReport,
+    SyntheticCheck,
+)
 from pipeline.metrics import image_auroc, operating_point, pixel_auroc, pro_score
 
 GOOD = "good"
@@ -83,6 +88,7 @@ def build_report(
     dataset: str,
     model_version: str | None = None,
     scoring_images_per_s: float | None = None,
+    synthetic: SyntheticCheck | None = None,
 ) -> EvaluationReport:
     """Overall and per-defect-type metrics, and the operating point at the calibrated threshold."""
     labels = pred.labels
@@ -100,4 +106,5 @@ def build_report(
         at_threshold=operating_point(labels, pred.scores, calibration.threshold),
         per_defect=[_breakdown(pred, d, calibration.threshold) for d in pred.defect_types],
         scoring_images_per_s=scoring_images_per_s,
+        synthetic=synthetic,
     )

@@ -6,11 +6,18 @@ from data_contracts import DatasetLayout
 from pipeline.config import RunConfig
 from pipeline.data.augment import build_augmentation
 from pipeline.data.mvtec import check_trainable
-from pipeline.models import check_model_config
+from pipeline.errors import ConfigError
+from pipeline.models import build_model
+
+COMMON_MAPS = ("l2", "ssim", "mahalanobis")
 
 
 def check_before_training(cfg: RunConfig, root: Path) -> DatasetLayout:
-    """Model name and size, augmentation specs, and a dataset big enough for the budget."""
-    check_model_config(cfg.model, cfg.data.image_size)
+    """Model name and size, score maps the model can give, augmentation specs, and a dataset
+    big enough for the budget."""
+    model = build_model(cfg.model, cfg.data.image_size, channels=1)
+    for name, weight in cfg.score.maps.items():
+        if weight > 0 and name not in COMMON_MAPS + model.extra_maps:
+            raise ConfigError(f"score.maps: model '{cfg.model.name}' gives no '{name}' map")
     build_augmentation(cfg.train.augment, cfg.train.seed)
     return check_trainable(root, cfg.data, cfg.calibration.alpha)

@@ -16,7 +16,7 @@ from pipeline.config import ScoreConfig
 from pipeline.models.base import Reconstructor
 from pipeline.ssim import gaussian_kernel1d, ssim_map
 
-MAP_NAMES = ("l2", "ssim", "mahalanobis", "nll")
+MAP_NAMES = ("l2", "ssim", "mahalanobis", "nll", "anomaly")
 
 
 class LatentGaussian(nn.Module):
@@ -62,6 +62,16 @@ class LatentGaussian(nn.Module):
         return torch.sqrt(m2.clamp_min(0)).reshape(b, 1, h, w)
 
 
+def smooth(m: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Separable smoothing of (B, 1, H, W) maps with a 1-D kernel, reflect-padded."""
+    r = kernel.numel() // 2
+    if r == 0:
+        return m
+    m = F.pad(m, (r, r, r, r), mode="reflect")
+    m = F.conv2d(m, kernel.view(1, 1, 1, -1))
+    return F.conv2d(m, kernel.view(1, 1, -1, 1))
+
+
 class InspectionModule(nn.Module):
     """Images (B, C, H, W) float in [0, 1] -> (score (B,), map (B, H, W), is_defect (B,))."""
 
@@ -102,25 +112,18 @@ class InspectionModule(nn.Module):
             elif name == "mahalanobis":
                 m = self.latent(out["features"])
                 maps.append(F.interpolate(m, size=size, mode="bilinear", align_corners=False))
-            else:
+            elif name == "nll":
                 nll = self.model.nll_map(out)
                 maps.append(F.interpolate(nll, size=size, mode="bilinear", align_corners=False))
+            else:
+                maps.append(self.model.anomaly_map(out).float())
         return torch.cat(maps, dim=1)
-
-    def _smooth(self, m: torch.Tensor) -> torch.Tensor:
-        k = self.smooth_kernel
-        r = k.numel() // 2
-        if r == 0:
-            return m
-        m = F.pad(m, (r, r, r, r), mode="reflect")
-        m = F.conv2d(m, k.view(1, 1, 1, -1))
-        return F.conv2d(m, k.view(1, 1, -1, 1))
 
     def fused_map(self, raw: torch.Tensor) -> torch.Tensor:
         """Normalise each map with held-out good statistics, weight, sum, smooth: (B, 1, H, W)."""
         z = (raw - self.map_center.view(1, -1, 1, 1)) / self.map_scale.view(1, -1, 1, 1)
         fused = (z * self.weights.view(1, -1, 1, 1)).sum(dim=1, keepdim=True)
-        return self._smooth(fused)
+        return smooth(fused, self.smooth_kernel)
 
     def pool_score(self, fused: torch.Tensor) -> torch.Tensor:
         flat = fused.flatten(1)

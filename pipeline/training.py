@@ -1,5 +1,9 @@
 """The training loop: AdamW, cosine schedule, early stopping on held-out good images.
 
+Batches are built ahead on a worker thread (`PrefetchLoader`) and the share of time spent
+waiting for them is logged per epoch with images/s; channels-last layout, bfloat16 autocast on
+CUDA and optional `torch.compile` are config switches.
+
 Shaped like torchvision's reference scripts: `train_one_epoch`, `evaluate_loss`, and a
 checkpoint dict {model, optimizer, lr_scheduler, epoch, ...} written every epoch so a killed
 run resumes where it stopped. Checkpoints hold tensors and plain values only and are loaded
@@ -20,24 +24,33 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pipeline.config import RunConfig
 from pipeline.data.augment import augment_batch, build_augmentation
+from pipeline.data.loader import PrefetchLoader
+from pipeline.data.synthetic import AnomalySynthesizer, build_synthesizer, synthesize_batch
 from pipeline.errors import ConfigError
 from pipeline.models import Reconstructor, build_model
-from pipeline.scoring import batches, to_tensor
+from pipeline.scoring import batches, smooth, to_tensor
+from pipeline.selection import SyntheticSet, detection_quality, synthetic_validation_set
+from pipeline.ssim import gaussian_kernel1d
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class TrainResult:
-    """The best model (by validation loss) and how training went."""
+    """The best model (by validation objective) and how training went."""
 
     model: Reconstructor
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = 0
-    best_val_loss: float = float("inf")
+    best_val: float = float("inf")  # the validation objective, lower is better
     stopped_early: bool = False
     seconds: float = 0.0
     device: str = "cpu"
+
+    def mean_of(self, key: str) -> float | None:
+        """Mean of a per-epoch figure (e.g. images_per_s, data_wait_share) over the history."""
+        values = [row[key] for row in self.history if key in row]
+        return sum(values) / len(values) if values else None
 
 
 def pick_device(setting: str) -> torch.device:
@@ -55,33 +68,73 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+@dataclass
+class TrainBatch:
+    """Model input, reconstruction target and (for synthetic anomalies) the anomaly mask."""
+
+    inputs: torch.Tensor
+    target: torch.Tensor
+    mask: torch.Tensor | None
+
+
+class BatchMaker:
+    """Builds one epoch's batches: photometric augmentation, then synthetic anomalies for the
+    families that learn from them. Deterministic per (seed, epoch, image index)."""
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        cfg: RunConfig,
+        epoch: int,
+        synthesizer: AnomalySynthesizer | None,
+        channels_last: bool,
+    ) -> None:
+        self.images, self.epoch, self.synthesizer = images, epoch, synthesizer
+        self.augment = build_augmentation(cfg.train.augment, cfg.train.seed + epoch)
+        self.layout = torch.channels_last if channels_last else torch.contiguous_format
+
+    def __call__(self, idx: np.ndarray) -> TrainBatch:
+        clean = augment_batch(self.augment, self.images[idx])
+        target = to_tensor(clean).contiguous(memory_format=self.layout)
+        if self.synthesizer is None:
+            return TrainBatch(target, target, None)
+        anomalous, masks, _ = synthesize_batch(self.synthesizer, clean, idx, self.epoch)
+        inputs = to_tensor(anomalous).contiguous(memory_format=self.layout)
+        return TrainBatch(inputs, target, torch.from_numpy(masks)[:, None])
+
+
 def train_one_epoch(
     model: Reconstructor,
     optimizer: torch.optim.Optimizer,
-    images: np.ndarray,
+    loader: PrefetchLoader[TrainBatch],
     cfg: RunConfig,
-    rng: np.random.Generator,
-    augment,
     device: torch.device,
-) -> float:
-    """One pass over shuffled, augmented training images; returns the mean loss."""
+) -> dict[str, float]:
+    """One pass over the loader; returns the mean loss, images/s and the data-wait share."""
     model.train()
-    order = rng.permutation(len(images))
-    bs = cfg.train.batch_size
+    amp = cfg.train.amp and device.type == "cuda"
     total, count = 0.0, 0
-    for start in range(0, len(order), bs):
-        idx = order[start : start + bs]
-        if len(idx) < 2 and count:  # a batch of one breaks BatchNorm statistics
-            continue
-        x = to_tensor(augment_batch(augment, images[idx])).to(device)
-        out = model(x)
-        loss, _ = model.loss(x, out, cfg.train.ssim_weight)
+    began = time.perf_counter()
+    for batch in loader:
+        inputs = batch.inputs.to(device, non_blocking=True)
+        target = batch.target.to(device, non_blocking=True)
+        mask = batch.mask.to(device, non_blocking=True) if batch.mask is not None else None
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            out = model(inputs)
+            loss, _ = model.loss(target, out, cfg.train.ssim_weight, mask)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        total += float(loss.detach()) * len(idx)
-        count += len(idx)
-    return total / max(count, 1)
+        total += float(loss.detach()) * len(inputs)
+        count += len(inputs)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = max(time.perf_counter() - began, 1e-9)
+    return {
+        "train_loss": total / max(count, 1),
+        "images_per_s": count / seconds,
+        "data_wait_share": loader.wait_seconds / seconds,
+    }
 
 
 @torch.no_grad()
@@ -98,6 +151,22 @@ def evaluate_loss(
     return total / max(len(images), 1)
 
 
+@torch.no_grad()
+def evaluate_synthetic(
+    model: Reconstructor, sset: SyntheticSet, cfg: RunConfig, device: torch.device
+) -> dict[str, float]:
+    """Detection of synthetic defects by the model's own anomaly map, smoothed as scoring does."""
+    model.eval()
+    sigma = cfg.score.smooth_sigma
+    kernel = gaussian_kernel1d(sigma).to(device) if sigma > 0 else torch.ones(1, device=device)
+    scores, maps = [], []
+    for x in batches(sset.images, cfg.train.batch_size):
+        m = smooth(model.anomaly_map(model(x.to(device))).float(), kernel)
+        scores.append(m.flatten(1).max(dim=1).values.cpu().numpy())
+        maps.append(m[:, 0].cpu().numpy())
+    return detection_quality(sset, np.concatenate(scores), np.concatenate(maps))
+
+
 def _save_checkpoint(path: Path, state: dict) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
@@ -112,29 +181,41 @@ def train_model(
     checkpoint: Path | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> TrainResult:
-    """Train `cfg.model` on `fit_images`; resume from `checkpoint` when it exists."""
+    """Train `cfg.model` on `fit_images`; resume from `checkpoint` when it exists.
+
+    The validation objective (lower is better) is the loss on held-out good images, or, for
+    families that segment synthetic anomalies, 1 - mean(image, pixel AUROC) on synthetic
+    defects of those images: their loss says little about how well they find defects.
+    """
     seed_everything(cfg.train.seed)
     device = pick_device(cfg.train.device)
     model = build_model(cfg.model, cfg.data.image_size, channels).to(device)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    step_model = torch.compile(model) if cfg.train.compile else model
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
     )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.train.epochs)
     build_augmentation(cfg.train.augment, cfg.train.seed)  # fail on a bad spec before any work
+    synthesizer, sset = None, None
+    if model.uses_synthetic_anomalies:
+        synthesizer = build_synthesizer(cfg.train.anomalies, seed=cfg.train.seed)
+        sset = synthetic_validation_set(val_images, cfg.train.anomalies, cfg.train.seed)
     result = TrainResult(model=model, device=str(device))
     best_state = copy.deepcopy(model.state_dict())
-    start_epoch, stale = 0, 0
+    start_epoch, stale, spent = 0, 0, 0.0
     if checkpoint is not None and checkpoint.exists():
         state = torch.load(checkpoint, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["lr_scheduler"])
         best_state = state["best_model"]
-        start_epoch, stale = state["epoch"] + 1, state["stale"]
-        result.best_epoch, result.best_val_loss = state["best_epoch"], state["best_val_loss"]
+        start_epoch, stale, spent = state["epoch"] + 1, state["stale"], state["seconds"]
+        result.best_epoch, result.best_val = state["best_epoch"], state["best_val"]
         result.history = state["history"]
         log.info("resuming from %s at epoch %d", checkpoint, start_epoch + 1)
-    began = time.perf_counter()
+    began = time.perf_counter() - spent
     columns = [
         TextColumn("train {task.description}"),
         BarColumn(),
@@ -149,22 +230,34 @@ def train_model(
             if stale >= cfg.train.patience:
                 result.stopped_early = True
                 break
+            if cfg.train.max_minutes and time.perf_counter() - began > 60 * cfg.train.max_minutes:
+                result.stopped_early = True
+                break
             # a generator per epoch: resuming gives the same shuffles as an unbroken run
             rng = np.random.default_rng([cfg.train.seed, epoch])
             torch.manual_seed(cfg.train.seed * 1000 + epoch)
-            augment = build_augmentation(cfg.train.augment, cfg.train.seed + epoch)
-            train_loss = train_one_epoch(model, optimizer, fit_images, cfg, rng, augment, device)
-            val_loss = evaluate_loss(model, val_images, cfg, device)
-            row = {
-                "epoch": epoch + 1,
-                "train_loss": train_loss,
-                "val_loss": val_loss,
-                "lr": optimizer.param_groups[0]["lr"],
-            }
+            make = BatchMaker(fit_images, cfg, epoch, synthesizer, cfg.train.channels_last)
+            loader = PrefetchLoader(
+                make,
+                rng.permutation(len(fit_images)),
+                cfg.train.batch_size,
+                threads=cfg.train.loader_threads,
+            )
+            row: dict[str, float] = {"epoch": epoch + 1}
+            row.update(train_one_epoch(step_model, optimizer, loader, cfg, device))
+            row["val_loss"] = evaluate_loss(model, val_images, cfg, device)
+            objective = row["val_loss"]
+            if sset is not None:
+                quality = evaluate_synthetic(model, sset, cfg, device)
+                row["val_synthetic_image_auroc"] = quality["image_auroc"]
+                row["val_synthetic_pixel_auroc"] = quality["pixel_auroc"]
+                objective = 1.0 - quality["objective"]
+            row["val_objective"] = objective
+            row["lr"] = optimizer.param_groups[0]["lr"]
             scheduler.step()
             result.history.append(row)
-            if val_loss < result.best_val_loss - 1e-6:
-                result.best_val_loss, result.best_epoch, stale = val_loss, epoch + 1, 0
+            if objective < result.best_val - 1e-6:
+                result.best_val, result.best_epoch, stale = objective, epoch + 1, 0
                 best_state = copy.deepcopy(model.state_dict())
             else:
                 stale += 1
@@ -177,13 +270,19 @@ def train_model(
                         "lr_scheduler": scheduler.state_dict(),
                         "epoch": epoch,
                         "stale": stale,
+                        "seconds": time.perf_counter() - began,
                         "best_model": best_state,
                         "best_epoch": result.best_epoch,
-                        "best_val_loss": result.best_val_loss,
+                        "best_val": result.best_val,
                         "history": result.history,
                     },
                 )
-            progress.update(task, advance=1, info=f"loss {train_loss:.4f} val {val_loss:.4f}")
+            progress.update(
+                task,
+                advance=1,
+                info=f"loss {row['train_loss']:.4f} val {objective:.4f} "
+                f"{row['images_per_s']:.0f} img/s",
+            )
             if on_epoch is not None:
                 on_epoch(row)
     model.load_state_dict(best_state)

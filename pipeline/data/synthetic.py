@@ -20,11 +20,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 
+from pipeline.config import AnomalyConfig
+from pipeline.data.images import list_images, read_image
 from pipeline.data.perlin import perlin_mask, perlin_noise
+from pipeline.errors import DataError
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no network call at import
 
@@ -248,3 +252,23 @@ def synthesize_batch(
     results = [synth(image, int(i), epoch) for image, i in zip(images, indices, strict=True)]
     augmented, masks, flags = zip(*results, strict=True)
     return np.stack(augmented), np.stack(masks), np.array(flags, dtype=bool)
+
+
+def build_synthesizer(
+    cfg: AnomalyConfig, seed: int, clean_fraction: float | None = None
+) -> AnomalySynthesizer:
+    """The synthesizer a run config describes; texture files are read (and checked) here, so a
+    bad texture folder fails before training starts."""
+    textures: list[np.ndarray] = []
+    if cfg.textures is not None:
+        folder = Path(cfg.textures)
+        paths = list_images(folder) if folder.is_dir() else []
+        if not paths:
+            raise DataError(f"{folder}: train.anomalies.textures has no images")
+        textures = [read_image(path) for path in paths]  # converted to `channels` when pasted
+    recipe = SyntheticConfig(
+        clean_fraction=cfg.clean_fraction if clean_fraction is None else clean_fraction,
+        opacity=(cfg.opacity_min, cfg.opacity_max),
+        max_exp=cfg.max_exp,
+    )
+    return AnomalySynthesizer(recipe, textures, seed=seed)

@@ -1,6 +1,6 @@
 """Model families, one module each, looked up by name through the registry."""
 
-from pipeline.models import ae, vae  # noqa: F401  (importing registers the families)
+from pipeline.models import ae, draem, vae  # noqa: F401  (importing registers the families)
 from pipeline.models.base import Reconstructor
 from pipeline.models.registry import (
     available_models,

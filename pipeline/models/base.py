@@ -14,7 +14,14 @@ from pipeline.ssim import ssim_map, ssim_window
 
 
 class Reconstructor(nn.Module):
-    """Base of the model families: `forward(x) -> dict` with at least `recon` and `features`."""
+    """Base of the model families: `forward(x) -> dict` with at least `recon` and `features`.
+
+    Families that learn from synthetic anomalies set `uses_synthetic_anomalies`: training then
+    feeds them anomalous images with their masks, and selects them on synthetic defects.
+    """
+
+    uses_synthetic_anomalies = False
+    extra_maps: tuple[str, ...] = ()  # score maps beyond l2/ssim/mahalanobis this family gives
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -34,12 +41,21 @@ class Reconstructor(nn.Module):
         return (1 - ssim_weight) * l2 + ssim_weight * dssim
 
     def loss(
-        self, x: torch.Tensor, out: dict[str, torch.Tensor], ssim_weight: float
+        self,
+        target: torch.Tensor,
+        out: dict[str, torch.Tensor],
+        ssim_weight: float,
+        mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Training objective and its parts (for logging)."""
-        rec = self.reconstruction_loss(x, out["recon"], ssim_weight)
+        """Training objective and its parts (for logging). `target` is the clean image; `mask`
+        marks synthetic anomalies for the families that use them."""
+        rec = self.reconstruction_loss(target, out["recon"], ssim_weight)
         return rec, {"recon": float(rec.detach())}
 
     def nll_map(self, out: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """-log p(z) under the prior as a (B, 1, h, w) map; None for families without a prior."""
+        return None
+
+    def anomaly_map(self, out: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """Learned anomaly probability (B, 1, H, W); None for families without a segmenter."""
         return None

@@ -14,6 +14,8 @@ class ConvVAE(Reconstructor):
     """Gaussian posterior over a spatial or vector latent; the decoder reads the posterior mean at
     inference, so scores are deterministic and the exported graph has no sampling."""
 
+    extra_maps = ("nll",)
+
     def __init__(self, cfg: ModelConfig, image_size: int, channels: int) -> None:
         super().__init__(channels)
         grid = image_size // 2**cfg.depth
@@ -35,7 +37,11 @@ class ConvVAE(Reconstructor):
         return {"recon": recon, "features": features, "z": mu, "mu": mu, "logvar": logvar}
 
     def loss(
-        self, x: torch.Tensor, out: dict[str, torch.Tensor], ssim_weight: float
+        self,
+        x: torch.Tensor,
+        out: dict[str, torch.Tensor],
+        ssim_weight: float,
+        mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Reconstruction + beta * KL, the KL summed over latents and divided by pixel count so
         that beta keeps its meaning across image sizes."""

@@ -71,6 +71,24 @@ def _calibration_table(report: EvaluationReport) -> str:
     return intro + metrics_table(rows)
 
 
+def _synthetic_table(report: EvaluationReport) -> str:
+    check = report.synthetic
+    if check is None:
+        return "<p>No synthetic-defect check was recorded for this model.</p>"
+    intro = (
+        f"<p>Model selection set: {check.n_images} held-out good images, {check.n_anomalous} "
+        "of them with synthetic anomalies (never the test set). Fusion weights: "
+        + ", ".join(f"{name} {weight:.2f}" for name, weight in check.fusion_weights.items())
+        + ".</p>"
+    )
+    rows = [
+        {"metric": "synthetic image AUROC", "value": check.image_auroc},
+        {"metric": "synthetic pixel AUROC", "value": check.pixel_auroc},
+        {"metric": "synthetic recall at the threshold", "value": check.recall},
+    ]
+    return intro + metrics_table(rows)
+
+
 def _defect_table(report: EvaluationReport) -> str:
     rows = [
         {
@@ -200,6 +218,7 @@ def write_evaluation_html(report: EvaluationReport, pred: Predictions, path: Pat
         ("Summary", _summary_table(report)),
         ("Calibration", _calibration_table(report)),
         ("Per defect type", _defect_table(report)),
+        ("Synthetic defects (selection set)", _synthetic_table(report)),
         ("ROC curves", _roc_figure(pred)),
         ("Score distribution", _histogram_figure(pred, threshold)),
         *_case_grids(pred, threshold),

@@ -29,7 +29,7 @@ def test_training_lowers_the_loss_and_keeps_the_best_epoch():
     losses = [row["train_loss"] for row in result.history]
     assert losses[-1] < losses[0]
     best = min(row["val_loss"] for row in result.history)
-    assert result.best_val_loss == pytest.approx(best)
+    assert result.best_val == pytest.approx(best)
 
 
 def test_same_seed_same_weights():
@@ -61,7 +61,12 @@ def test_resume_after_a_kill_matches_an_unbroken_run(tmp_path):
         train_model(cfg, imgs[:18], imgs[18:], 1, ckpt, on_epoch=kill_after_two)
     resumed = train_model(cfg, imgs[:18], imgs[18:], 1, ckpt)
     assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
-    assert resumed.history == full.history
+    timing = {"images_per_s", "data_wait_share"}  # wall-clock figures differ run to run
+
+    def learned(history):
+        return [{k: v for k, v in row.items() if k not in timing} for row in history]
+
+    assert learned(resumed.history) == learned(full.history)
     for (name, a), (_, b) in zip(
         full.model.state_dict().items(), resumed.model.state_dict().items(), strict=False
     ):

@@ -1,0 +1,108 @@
+"""DRAEM-class model (Zavrtanik et al., ICCV 2021): reconstruct, then segment what differs.
+
+Two sub-networks trained together on synthetic anomalies pasted into good images:
+- a reconstructive encoder-decoder without skip connections maps the anomalous image back to the
+  clean one (L2 + SSIM), so it learns the manifold of good appearance;
+- a discriminative U-Net sees [input, reconstruction] side by side and predicts the anomaly mask
+  (focal loss). It learns *where the two disagree in a way good parts never do*, which is a far
+  sharper signal than the raw reconstruction error an AE is scored by.
+Both are needed: the reconstruction alone is a weaker AE, the discriminator alone overfits the
+synthetic defects. Widths and depths come from the config, so the same family trains narrow at
+reduced size on a CPU and at paper size on a GPU.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline.config import ModelConfig
+from pipeline.models.base import Reconstructor
+from pipeline.models.blocks import Decoder, Encoder
+from pipeline.models.registry import register_model
+
+
+def _double_conv(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class SegmentationUNet(nn.Module):
+    """U-Net with `depth` poolings, channels doubling from `width` (capped at 8x), one logit out."""
+
+    def __init__(self, c_in: int, width: int, depth: int) -> None:
+        super().__init__()
+        chans = [width * min(2**i, 8) for i in range(depth + 1)]
+        self.down = nn.ModuleList([_double_conv(c_in, chans[0])])
+        self.down.extend(_double_conv(a, b) for a, b in zip(chans, chans[1:], strict=False))
+        self.up = nn.ModuleList(
+            nn.ConvTranspose2d(chans[i + 1], chans[i], 2, stride=2) for i in reversed(range(depth))
+        )
+        self.merge = nn.ModuleList(
+            _double_conv(2 * chans[i], chans[i]) for i in reversed(range(depth))
+        )
+        self.head = nn.Conv2d(chans[0], 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for i, block in enumerate(self.down):
+            x = block(x if i == 0 else F.max_pool2d(x, 2))
+            skips.append(x)
+        x = skips.pop()
+        for up, merge in zip(self.up, self.merge, strict=True):
+            x = merge(torch.cat([up(x), skips.pop()], dim=1))
+        return self.head(x)
+
+
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
+    """Binary focal loss: down-weights the easy background pixels that dominate every mask."""
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    p_true = torch.exp(-bce)
+    return ((1 - p_true) ** gamma * bce).mean()
+
+
+class Draem(Reconstructor):
+    """Reconstructive encoder-decoder + discriminative U-Net on [input, reconstruction]."""
+
+    uses_synthetic_anomalies = True
+    extra_maps = ("anomaly",)
+
+    def __init__(self, cfg: ModelConfig, image_size: int, channels: int) -> None:
+        super().__init__(channels)
+        self.encoder = Encoder(channels, cfg.width, cfg.depth)
+        self.decoder = Decoder(channels, cfg.width, cfg.depth)
+        self.segmenter = SegmentationUNet(2 * channels, cfg.disc_width, cfg.disc_depth)
+        self.focal_gamma = cfg.focal_gamma
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        h = self.encoder(x)
+        recon = self.decoder(h)
+        logits = self.segmenter(torch.cat([x, recon], dim=1))
+        return {"recon": recon, "features": h, "logits": logits, "anomaly": torch.sigmoid(logits)}
+
+    def loss(
+        self,
+        target: torch.Tensor,
+        out: dict[str, torch.Tensor],
+        ssim_weight: float,
+        mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Reconstruction towards the clean image plus focal loss on the anomaly mask."""
+        rec = self.reconstruction_loss(target, out["recon"], ssim_weight)
+        if mask is None:
+            mask = torch.zeros_like(out["logits"])
+        seg = focal_loss(out["logits"].float(), mask, self.focal_gamma)
+        return rec + seg, {"recon": float(rec.detach()), "segment": float(seg.detach())}
+
+    def anomaly_map(self, out: dict[str, torch.Tensor]) -> torch.Tensor:
+        return out["anomaly"]
+
+
+@register_model("draem")
+def draem(cfg: ModelConfig, image_size: int, channels: int) -> Draem:
+    return Draem(cfg, image_size, channels)

@@ -1,0 +1,123 @@
+"""The DRAEM-class family: shapes, losses, a tiny train-and-score run, export of the one graph."""
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.calibration import calibrate
+from pipeline.config import ModelConfig, load_config
+from pipeline.errors import ConfigError
+from pipeline.models import build_model
+from pipeline.models.draem import focal_loss
+from pipeline.preflight import check_before_training
+from pipeline.scoring import InspectionModule, fit_scoring, score_images
+from pipeline.selection import choose_fusion_weights, synthetic_check, synthetic_validation_set
+from pipeline.training import train_model
+
+TINY_DRAEM = [
+    "data.image_size=32",
+    "model.name=draem",
+    "model.width=8",
+    "model.depth=2",
+    "model.disc_width=8",
+    "model.disc_depth=2",
+    "train.epochs=3",
+    "train.batch_size=8",
+    "score.maps={anomaly: 1.0, l2: 1.0}",
+    "score.fusion=synthetic",
+    "score.smooth_sigma=1.0",
+]
+
+
+def _parts(n: int, seed: int = 0) -> np.ndarray:
+    """Gray gradient parts with mild noise: a surface with structure for the model to learn."""
+    rng = np.random.default_rng(seed)
+    base = np.linspace(70, 180, 32, dtype=np.float32)[None, :, None] * np.ones((32, 1, 1))
+    return np.clip(base + rng.normal(0, 6, (n, 32, 32, 1)), 0, 255).astype(np.uint8)
+
+
+def test_forward_gives_reconstruction_features_and_anomaly_map():
+    model = build_model(ModelConfig(name="draem", width=8, depth=2, disc_width=8), 32, 3)
+    out = model(torch.rand(2, 3, 32, 32))
+    assert out["recon"].shape == (2, 3, 32, 32)
+    assert out["anomaly"].shape == (2, 1, 32, 32)
+    assert float(out["anomaly"].min()) >= 0 and float(out["anomaly"].max()) <= 1
+    assert out["features"].dim() == 4
+
+
+def test_loss_has_reconstruction_and_segmentation_parts():
+    model = build_model(ModelConfig(name="draem", width=8, depth=2, disc_width=8), 32, 1)
+    x = torch.rand(2, 1, 32, 32)
+    mask = torch.zeros(2, 1, 32, 32)
+    mask[:, :, 8:16, 8:16] = 1
+    loss, parts = model.loss(x, model(x), 0.5, mask)
+    assert set(parts) == {"recon", "segment"} and loss.requires_grad
+    assert float(loss) == pytest.approx(parts["recon"] + parts["segment"], rel=1e-5)
+
+
+def test_focal_loss_discounts_confident_pixels():
+    target = torch.tensor([1.0, 0.0])
+    confident = focal_loss(torch.tensor([4.0, -4.0]), target)
+    unsure = focal_loss(torch.tensor([0.1, -0.1]), target)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(torch.tensor([4.0, -4.0]), target)
+    assert confident < unsure
+    assert confident < bce / 10  # gamma 2 shrinks the easy pixels far more than plain BCE
+
+
+def test_tiny_train_then_score_with_fusion_chosen_on_synthetic_defects():
+    cfg = load_config(None, TINY_DRAEM)
+    parts = _parts(56)
+    fit, val, calib = parts[:32], parts[32:44], parts[44:]
+    result = train_model(cfg, fit, val, channels=1)
+    assert len(result.history) == 3
+    row = result.history[-1]
+    assert 0 <= row["val_synthetic_pixel_auroc"] <= 1 and row["images_per_s"] > 0
+    assert 0 <= row["data_wait_share"] <= 1
+    assert result.best_val == pytest.approx(min(r["val_objective"] for r in result.history))
+
+    module = InspectionModule(result.model, cfg.score, 32, 1)
+    assert module.map_names == ["l2", "anomaly"]
+    fit_scoring(module, fit, val)
+    sset = synthetic_validation_set(val, cfg.train.anomalies, seed=0)
+    rows = choose_fusion_weights(module, sset)
+    best = max(rows, key=lambda r: r["objective"])
+    assert [float(w) for w in module.weights] == pytest.approx(list(best["weights"].values()))
+    scores, maps = score_images(module, calib)
+    assert maps.shape == (12, 32, 32) and np.isfinite(scores).all()
+    module.threshold.fill_(calibrate(scores, 0.1, [0.1]).threshold)
+    check = synthetic_check(module, sset)
+    assert check.n_anomalous > 0 and 0 <= check.recall <= 1
+    assert set(check.fusion_weights) == {"l2", "anomaly"}
+
+
+def test_draem_scoring_module_exports_to_onnx(tmp_path):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    cfg = load_config(None, TINY_DRAEM)
+    model = build_model(cfg.model, 32, 1).to(memory_format=torch.channels_last).eval()
+    module = InspectionModule(model, cfg.score, 32, 1)
+    fit_scoring(module, _parts(16), _parts(8, seed=1))
+    module.threshold.fill_(0.5)
+    x = torch.rand(2, 1, 32, 32)
+    path = tmp_path / "draem.onnx"
+    torch.onnx.export(
+        module,
+        (x,),
+        str(path),
+        input_names=["images"],
+        output_names=["score", "map", "is_defect"],
+        dynamic_axes={"images": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    score, amap, _ = session.run(None, {"images": x.numpy()})
+    with torch.no_grad():
+        t_score, t_map, _ = module(x)
+    np.testing.assert_allclose(score, t_score.numpy(), atol=1e-3, rtol=1e-4)
+    np.testing.assert_allclose(amap, t_map.numpy(), atol=1e-3, rtol=1e-4)
+
+
+def test_preflight_refuses_a_map_the_model_cannot_give(demo_data):
+    cfg = load_config(None, [f"data.path={demo_data}", "score.maps={anomaly: 1.0}"])
+    with pytest.raises(ConfigError, match="model 'ae' gives no 'anomaly' map"):
+        check_before_training(cfg, demo_data)
