@@ -2,9 +2,10 @@
 image AUROC, pixel AUROC, PRO, false-alarm rate and recall at the calibrated threshold,
 training time and scoring throughput.
 
-    python benchmarks/quality.py [--datasets demo magnetic_tile battery_weld] [--models ae vae]
+    python benchmarks/quality.py [--datasets demo magnetic_tile battery_weld] [--models ae draem]
 
-Writes benchmarks/results/quality-<date>.json and rewrites the table in
+Writes benchmarks/results/quality-<date>.json (rows of other pairs measured the same day on the
+same machine are kept, so a subset can be re-run) and rewrites the table in
 benchmarks/README.md between the markers. Runs go through the real train flow, into a
 workspace of their own (benchmarks/.workspace, not committed).
 """
@@ -40,6 +41,7 @@ DATASETS = {
         "sets": ["data.channels=1", "calibration.alpha=0.1"],
     },
 }
+MODELS = ["ae", "vae", "draem"]
 BEGIN, END = "<!-- quality:begin -->", "<!-- quality:end -->"
 
 
@@ -77,6 +79,9 @@ def run_one(dataset: str, model: str) -> dict:
         "false_alarm_rate": r.at_threshold.false_alarm_rate,
         "recall": r.at_threshold.recall,
         "train_seconds": outcome.train_seconds,
+        "train_images_per_s": outcome.train_images_per_s,
+        "data_wait_share": outcome.data_wait_share,
+        "synthetic_recall": r.synthetic.recall if r.synthetic else None,
         "scoring_images_per_s": r.scoring_images_per_s,
         "n_good": r.n_good,
         "n_defect": r.n_defect,
@@ -93,14 +98,15 @@ def table(results: list[dict], when: str, where: str) -> str:
         f"Measured {when} on {where}.",
         "",
         "| dataset | model | image AUROC | pixel AUROC | PRO | alpha | FAR@thr | recall@thr "
-        "| train s | score img/s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| synthetic recall@thr | train s | train img/s | data wait | score img/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
             f"| {r['dataset']} | {r['model']} | {fmt(r['image_auroc'])} | {fmt(r['pixel_auroc'])} "
             f"| {fmt(r['pro'])} | {r['alpha']} | {fmt(r['false_alarm_rate'])} "
-            f"| {fmt(r['recall'])} | {r['train_seconds']:.0f} "
+            f"| {fmt(r['recall'])} | {fmt(r.get('synthetic_recall'))} | {r['train_seconds']:.0f} "
+            f"| {fmt(r.get('train_images_per_s'), 1)} | {fmt(r.get('data_wait_share'))} "
             f"| {fmt(r['scoring_images_per_s'], 1)} |"
         )
     return "\n".join(lines)
@@ -117,17 +123,26 @@ def update_readme(block: str, begin: str = BEGIN, end: str = END) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
-    parser.add_argument("--models", nargs="+", default=["ae", "vae"])
+    parser.add_argument("--models", nargs="+", default=["ae", "vae", "draem"])
     args = parser.parse_args()
+    when = datetime.now(UTC).strftime("%Y-%m-%d")
+    where = machine()
+    out = HERE / "results" / f"quality-{when}.json"
+    # rows of other (dataset, model) pairs measured the same day on the same machine are kept
+    kept = []
+    if out.exists():
+        old = json.loads(out.read_text())
+        if old.get("machine") == where:
+            chosen = {(d, m) for d in args.datasets for m in args.models}
+            kept = [r for r in old["results"] if (r["dataset"], r["model"]) not in chosen]
     results = []
     for dataset in args.datasets:
         for model in args.models:
             print(f"== {dataset} / {model}", flush=True)
             results.append(run_one(dataset, model))
             print(json.dumps({k: v for k, v in results[-1].items() if k != "config"}), flush=True)
-    when = datetime.now(UTC).strftime("%Y-%m-%d")
-    where = machine()
-    out = HERE / "results" / f"quality-{when}.json"
+    order = {(d, m): i for i, (d, m) in enumerate((d, m) for d in DATASETS for m in MODELS)}
+    results = sorted(kept + results, key=lambda r: order.get((r["dataset"], r["model"]), 99))
     out.parent.mkdir(exist_ok=True)
     out.write_text(
         json.dumps({"date": when, "machine": where, "results": results}, indent=2) + "\n"

@@ -45,6 +45,8 @@ class TrainOutcome:
     evaluation: Evaluation
     calibration: CalibrationSummary
     train_seconds: float
+    train_images_per_s: float | None
+    data_wait_share: float | None
     skipped_images: int
 
 
@@ -226,5 +228,7 @@ def train_flow(cfg: RunConfig, run_dir: Path | None = None) -> TrainOutcome:
         evaluation=evaluation,
         calibration=calibration,
         train_seconds=result.seconds,
+        train_images_per_s=result.mean_of("images_per_s"),
+        data_wait_share=result.mean_of("data_wait_share"),
         skipped_images=len(splits.skipped) + evaluation.skipped,
     )

@@ -88,13 +88,25 @@ class TrainConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     augment: list[AugmentConfig] = Field(default_factory=list)
     anomalies: AnomalyConfig = Field(default_factory=AnomalyConfig)
+    crop: int | None = Field(
+        None,
+        ge=16,
+        description="Train on random square crops of this size: full resolution at the cost "
+        "per step of a smaller input (the networks are fully convolutional).",
+    )
     max_minutes: float | None = Field(
         None, gt=0, description="Stop after this much training time (the schedule still ends)."
     )
     channels_last: bool = Field(True, description="NHWC memory layout: faster convs on CPU/GPU.")
     amp: bool = Field(True, description="bfloat16 autocast on CUDA (ignored on CPU).")
     compile: bool = Field(False, description="torch.compile the model for training.")
-    loader_threads: int = Field(1, ge=0, le=16, description="Batch-building threads; 0 = inline.")
+    loader_threads: int = Field(
+        1,
+        ge=0,
+        le=16,
+        description="Batch-building threads; 0 = inline; >1 breaks bit-exact "
+        "reruns when `augment` is set (its random state is shared).",
+    )
 
 
 class ScoreConfig(_Strict):

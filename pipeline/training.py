@@ -90,11 +90,25 @@ class BatchMaker:
         channels_last: bool,
     ) -> None:
         self.images, self.epoch, self.synthesizer = images, epoch, synthesizer
+        self.seed, self.crop = cfg.train.seed, cfg.train.crop
         self.augment = build_augmentation(cfg.train.augment, cfg.train.seed + epoch)
         self.layout = torch.channels_last if channels_last else torch.contiguous_format
 
+    def _crops(self, images: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """One random square crop per image, placed by (seed, epoch, image index)."""
+        size, full = self.crop, images.shape[1]
+        if size is None or size >= full:
+            return images
+        out = []
+        for image, i in zip(images, idx, strict=True):
+            y, x = np.random.default_rng([self.seed, self.epoch, int(i), 1]).integers(
+                0, full - size + 1, 2
+            )
+            out.append(image[y : y + size, x : x + size])
+        return np.stack(out)
+
     def __call__(self, idx: np.ndarray) -> TrainBatch:
-        clean = augment_batch(self.augment, self.images[idx])
+        clean = self._crops(augment_batch(self.augment, self.images[idx]), idx)
         target = to_tensor(clean).contiguous(memory_format=self.layout)
         if self.synthesizer is None:
             return TrainBatch(target, target, None)

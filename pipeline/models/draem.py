@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.config import ModelConfig
+from pipeline.errors import ConfigError
 from pipeline.models.base import Reconstructor
 from pipeline.models.blocks import Decoder, Encoder
 from pipeline.models.registry import register_model
@@ -105,4 +106,8 @@ class Draem(Reconstructor):
 
 @register_model("draem")
 def draem(cfg: ModelConfig, image_size: int, channels: int) -> Draem:
+    if image_size % 2**cfg.disc_depth:
+        raise ConfigError(
+            f"image_size {image_size} is not divisible by 2^disc_depth = {2**cfg.disc_depth}"
+        )
     return Draem(cfg, image_size, channels)

@@ -57,3 +57,40 @@ def test_too_few_good_images_for_the_budget_fails_before_training(tiny_config, w
     )
     with pytest.raises(DataError, match="needs 999"):
         train_flow(cfg)
+
+
+def test_draem_trains_through_the_flow_and_reports_synthetic_recall(demo_data, workspace_dir):
+    from pipeline.config import load_config
+
+    cfg = load_config(
+        None,
+        [
+            f"data.path={demo_data}",
+            "data.image_size=32",
+            "model.name=draem",
+            "model.width=8",
+            "model.depth=2",
+            "model.disc_width=8",
+            "model.disc_depth=2",
+            "train.epochs=2",
+            "train.batch_size=16",
+            "train.crop=16",
+            "score.maps={anomaly: 1.0, ssim: 1.0}",
+            "score.fusion=synthetic",
+            "calibration.alpha=0.05",
+        ],
+    )
+    outcome = train_flow(cfg)
+    report = outcome.evaluation.report
+    assert report.synthetic is not None and report.synthetic.n_anomalous >= 64
+    assert set(report.synthetic.fusion_weights) == {"ssim", "anomaly"}
+    assert outcome.train_images_per_s > 0 and 0 <= outcome.data_wait_share <= 1
+    client = MlflowClient(tracking_uri())
+    run = client.get_run(outcome.run_id)
+    assert "synthetic.recall" in run.data.metrics and "val_synthetic_pixel_auroc" in run.data.metrics
+    names = {a.path for a in client.list_artifacts(outcome.run_id, "reports")}
+    assert "reports/fusion_candidates.json" in names
+    bundle = load_bundle(outcome.run_dir / "bundle")
+    assert bundle.config.model.name == "draem"
+    html = outcome.evaluation.html_path.read_text()
+    assert "Synthetic defects (selection set)" in html
