@@ -27,6 +27,8 @@ app = typer.Typer(
 datasets_app = typer.Typer(no_args_is_help=True, help="Datasets: generate demo data.")
 app.add_typer(datasets_app, name="datasets")
 REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+# the best configuration measured on real parts (benchmarks/README.md)
+DEFAULT_TRAIN_CONFIG = REPO_CONFIGS / "draem.yaml"
 
 
 def _echo_metrics(metrics: dict[str, float | None]) -> None:
@@ -110,7 +112,9 @@ def _run_training(cfg, run_dir: Path | None = None):
 
 @app.command()
 def train(
-    config: Annotated[Path | None, typer.Option(help="YAML run config.")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="YAML run config (default configs/draem.yaml).")
+    ] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override: key=value.")] = None,
     data: Annotated[Path | None, typer.Option(help="Dataset folder (sets data.path).")] = None,
     resume: Annotated[Path | None, typer.Option(help="Run folder to resume.")] = None,
@@ -124,7 +128,7 @@ def train(
         overrides.append(f"data.path={data}")
     if config is None:  # a resumed run keeps its own config unless told otherwise
         saved = resume / RUN_CONFIG if resume is not None else None
-        config = saved if saved is not None and saved.is_file() else REPO_CONFIGS / "ae.yaml"
+        config = saved if saved is not None and saved.is_file() else DEFAULT_TRAIN_CONFIG
     _run_training(load_config(config, overrides), resume)
 
 

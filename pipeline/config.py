@@ -92,7 +92,8 @@ class TrainConfig(_Strict):
         None,
         ge=16,
         description="Train on random square crops of this size: full resolution at the cost "
-        "per step of a smaller input (the networks are fully convolutional).",
+        "per step of a smaller input (the networks are fully convolutional). A crop at least "
+        "as large as data.image_size trains on whole images.",
     )
     max_minutes: float | None = Field(
         None, gt=0, description="Stop after this much training time (the schedule still ends)."

@@ -20,10 +20,8 @@ def check_before_training(cfg: RunConfig, root: Path) -> DatasetLayout:
         if weight > 0 and name not in COMMON_MAPS + model.extra_maps:
             raise ConfigError(f"score.maps: model '{cfg.model.name}' gives no '{name}' map")
     crop, stride = cfg.train.crop, 2 ** max(cfg.model.depth, cfg.model.disc_depth)
-    if crop is not None and (crop > cfg.data.image_size or crop % stride):
-        raise ConfigError(
-            f"train.crop {crop} must be at most data.image_size and divisible by {stride}"
-        )
+    if crop is not None and crop < cfg.data.image_size and crop % stride:
+        raise ConfigError(f"train.crop {crop} must be divisible by {stride}")
     if crop is not None and cfg.model.latent == "vector":
         raise ConfigError("train.crop needs a fully convolutional model (model.latent: spatial)")
     build_augmentation(cfg.train.augment, cfg.train.seed)

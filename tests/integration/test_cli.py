@@ -84,9 +84,11 @@ def test_demo_data_refuses_a_non_empty_folder(tmp_path):
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory, demo_data, tiny_overrides) -> Path:
-    """Train once through the CLI (tiny settings) and return the bundle folder."""
+    """Train once through the CLI with its default config (DRAEM), tiny settings, and return
+    the bundle folder."""
     home = tmp_path_factory.mktemp("cli-ws")
-    sets = [arg for o in tiny_overrides for arg in ("--set", o)]
+    tiny = [*tiny_overrides, "train.crop=16", "model.disc_width=8", "model.disc_depth=2"]
+    sets = [arg for o in tiny for arg in ("--set", o)]
     done = aeinspect("train", "--data", str(demo_data), *sets, env_home=home, check=True)
     assert "version 1 (alias challenger)" in done.stdout
     (bundle_dir,) = (home / "runs").glob("*/bundle")
@@ -102,7 +104,7 @@ def test_score_by_registry_alias(tmp_path, bundle, demo_data):
         "score",
         str(image),
         "--model",
-        "aeinspect-ae@challenger",
+        "aeinspect-draem@challenger",
         "--out",
         str(out),
         env_home=home,
@@ -111,9 +113,9 @@ def test_score_by_registry_alias(tmp_path, bundle, demo_data):
     (record,) = [json.loads(line) for line in out.read_text().splitlines()]
     assert record["frame_id"] == str(image) and record["model_version"] == "1"
     line = one_error_line(
-        aeinspect("score", str(image), "--model", "aeinspect-ae@champion", env_home=home)
+        aeinspect("score", str(image), "--model", "aeinspect-draem@champion", env_home=home)
     )
-    assert "aeinspect-ae@champion: not found" in line
+    assert "aeinspect-draem@champion: not found" in line
 
 
 def test_score_records_good_files_and_names_bad_ones(tmp_path, bundle, demo_data):

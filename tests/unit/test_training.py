@@ -82,3 +82,25 @@ def test_augmentations_from_config_and_bad_names():
     bad = load_config(None, [*TINY, "train.augment=[{name: Flipz}]"])
     with pytest.raises(ConfigError, match="Flipz"):
         train_model(bad, imgs[:18], imgs[18:], channels=1)
+
+
+def test_batches_of_crops_with_synthetic_anomalies_are_deterministic():
+    from pipeline.data.synthetic import build_synthesizer
+    from pipeline.training import BatchMaker
+
+    imgs = _images()
+    cfg = load_config(None, [*TINY, "train.crop=16"])
+    synth = build_synthesizer(cfg.train.anomalies, seed=0)
+    idx = np.arange(8)
+    a = BatchMaker(imgs, cfg, 3, synth, channels_last=True)(idx)
+    b = BatchMaker(imgs, cfg, 3, synth, channels_last=True)(idx)
+    assert a.inputs.shape == a.target.shape == (8, 1, 16, 16)
+    assert a.mask.shape == (8, 1, 16, 16) and a.inputs.is_contiguous(
+        memory_format=torch.channels_last
+    )
+    assert torch.equal(a.inputs, b.inputs) and torch.equal(a.mask, b.mask)
+    c = BatchMaker(imgs, cfg, 4, synth, channels_last=True)(idx)
+    assert not torch.equal(a.inputs, c.inputs)  # a new epoch: new crops and anomalies
+    # outside the anomaly mask the input is the clean target
+    outside = a.mask == 0
+    assert torch.equal(a.inputs[outside], a.target[outside])
