@@ -88,6 +88,12 @@ class TrainConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     augment: list[AugmentConfig] = Field(default_factory=list)
     anomalies: AnomalyConfig = Field(default_factory=AnomalyConfig)
+    epoch_images: int | None = Field(
+        None,
+        ge=1,
+        description="Images per epoch; a smaller training split is repeated (reshuffled) up "
+        "to this, so small datasets get enough steps. None = one pass.",
+    )
     crop: int | None = Field(
         None,
         ge=16,

@@ -68,6 +68,16 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def epoch_order(rng: np.random.Generator, n: int, epoch_images: int | None) -> np.ndarray:
+    """Image indices of one epoch: a shuffle of all n, repeated (each pass reshuffled) until
+    `epoch_images`, so a small dataset still gets enough steps per epoch for the schedule."""
+    passes = [rng.permutation(n)]
+    while epoch_images is not None and sum(map(len, passes)) < epoch_images:
+        passes.append(rng.permutation(n))
+    order = np.concatenate(passes)
+    return order[: max(n, epoch_images or 0)]
+
+
 @dataclass
 class TrainBatch:
     """Model input, reconstruction target and (for synthetic anomalies) the anomaly mask."""
@@ -84,18 +94,20 @@ class BatchMaker:
     def __init__(
         self,
         images: np.ndarray,
+        order: np.ndarray,
         cfg: RunConfig,
         epoch: int,
         synthesizer: AnomalySynthesizer | None,
         channels_last: bool,
     ) -> None:
-        self.images, self.epoch, self.synthesizer = images, epoch, synthesizer
+        self.images, self.order = images, order
+        self.epoch, self.synthesizer = epoch, synthesizer
         self.seed, self.crop = cfg.train.seed, cfg.train.crop
         self.augment = build_augmentation(cfg.train.augment, cfg.train.seed + epoch)
         self.layout = torch.channels_last if channels_last else torch.contiguous_format
 
     def _crops(self, images: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        """One random square crop per image, placed by (seed, epoch, image index)."""
+        """One random square crop per image, placed by (seed, epoch, position)."""
         size, full = self.crop, images.shape[1]
         if size is None or size >= full:
             return images
@@ -107,12 +119,15 @@ class BatchMaker:
             out.append(image[y : y + size, x : x + size])
         return np.stack(out)
 
-    def __call__(self, idx: np.ndarray) -> TrainBatch:
-        clean = self._crops(augment_batch(self.augment, self.images[idx]), idx)
+    def __call__(self, positions: np.ndarray) -> TrainBatch:
+        """Batch of the images at `positions` in the epoch's order; the positions (unique even
+        when a small set is repeated within an epoch) key the crops and anomalies."""
+        images = self.images[self.order[positions]]
+        clean = self._crops(augment_batch(self.augment, images), positions)
         target = to_tensor(clean).contiguous(memory_format=self.layout)
         if self.synthesizer is None:
             return TrainBatch(target, target, None)
-        anomalous, masks, _ = synthesize_batch(self.synthesizer, clean, idx, self.epoch)
+        anomalous, masks, _ = synthesize_batch(self.synthesizer, clean, positions, self.epoch)
         inputs = to_tensor(anomalous).contiguous(memory_format=self.layout)
         return TrainBatch(inputs, target, torch.from_numpy(masks)[:, None])
 
@@ -250,10 +265,11 @@ def train_model(
             # a generator per epoch: resuming gives the same shuffles as an unbroken run
             rng = np.random.default_rng([cfg.train.seed, epoch])
             torch.manual_seed(cfg.train.seed * 1000 + epoch)
-            make = BatchMaker(fit_images, cfg, epoch, synthesizer, cfg.train.channels_last)
+            order = epoch_order(rng, len(fit_images), cfg.train.epoch_images)
+            make = BatchMaker(fit_images, order, cfg, epoch, synthesizer, cfg.train.channels_last)
             loader = PrefetchLoader(
                 make,
-                rng.permutation(len(fit_images)),
+                np.arange(len(order)),
                 cfg.train.batch_size,
                 threads=cfg.train.loader_threads,
             )

@@ -92,15 +92,26 @@ def test_batches_of_crops_with_synthetic_anomalies_are_deterministic():
     cfg = load_config(None, [*TINY, "train.crop=16"])
     synth = build_synthesizer(cfg.train.anomalies, seed=0)
     idx = np.arange(8)
-    a = BatchMaker(imgs, cfg, 3, synth, channels_last=True)(idx)
-    b = BatchMaker(imgs, cfg, 3, synth, channels_last=True)(idx)
+    order = np.arange(len(imgs))
+    a = BatchMaker(imgs, order, cfg, 3, synth, channels_last=True)(idx)
+    b = BatchMaker(imgs, order, cfg, 3, synth, channels_last=True)(idx)
     assert a.inputs.shape == a.target.shape == (8, 1, 16, 16)
     assert a.mask.shape == (8, 1, 16, 16) and a.inputs.is_contiguous(
         memory_format=torch.channels_last
     )
     assert torch.equal(a.inputs, b.inputs) and torch.equal(a.mask, b.mask)
-    c = BatchMaker(imgs, cfg, 4, synth, channels_last=True)(idx)
+    c = BatchMaker(imgs, order, cfg, 4, synth, channels_last=True)(idx)
     assert not torch.equal(a.inputs, c.inputs)  # a new epoch: new crops and anomalies
     # outside the anomaly mask the input is the clean target
     outside = a.mask == 0
     assert torch.equal(a.inputs[outside], a.target[outside])
+
+
+def test_a_small_split_is_repeated_reshuffled_up_to_epoch_images():
+    from pipeline.training import epoch_order
+
+    order = epoch_order(np.random.default_rng(0), 5, 12)
+    assert len(order) == 12 and sorted(order[:5]) == list(range(5))
+    assert sorted(order[5:10]) == list(range(5))
+    assert len(epoch_order(np.random.default_rng(0), 5, None)) == 5
+    assert len(epoch_order(np.random.default_rng(0), 20, 12)) == 20  # never fewer than one pass
