@@ -51,10 +51,11 @@ def machine() -> str:
     return f"{platform.machine()} {cpus} cores, {platform.system()}, Python {py}"
 
 
-def run_one(dataset: str, model: str) -> dict:
+def run_one(dataset: str, model: str, extra: list[str]) -> dict:
     spec = DATASETS[dataset]
     sets = [
         *spec["sets"],
+        *extra,
         f"tracking.experiment=bench-{dataset}",
         f"tracking.registered_model=bench-{dataset}-{model}",
         f"name=bench-{dataset}-{model}",
@@ -71,6 +72,7 @@ def run_one(dataset: str, model: str) -> dict:
         "dataset": dataset,
         "model": model,
         "config": config,
+        "overrides": extra,
         "image_auroc": r.image_auroc,
         "pixel_auroc": r.pixel_auroc,
         "pro": r.pro,
@@ -124,6 +126,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--models", nargs="+", default=["ae", "vae", "draem"])
+    parser.add_argument(
+        "--set", action="append", help="Config override for every run (recorded in the row)."
+    )
     args = parser.parse_args()
     when = datetime.now(UTC).strftime("%Y-%m-%d")
     where = machine()
@@ -139,7 +144,7 @@ def main() -> None:
     for dataset in args.datasets:
         for model in args.models:
             print(f"== {dataset} / {model}", flush=True)
-            results.append(run_one(dataset, model))
+            results.append(run_one(dataset, model, args.set or []))
             print(json.dumps({k: v for k, v in results[-1].items() if k != "config"}), flush=True)
     order = {(d, m): i for i, (d, m) in enumerate((d, m) for d in DATASETS for m in MODELS)}
     results = sorted(kept + results, key=lambda r: order.get((r["dataset"], r["model"]), 99))

@@ -79,10 +79,11 @@ def main() -> None:
     results = []
     for model in args.models:
         for variant in args.variants:
-            row = {
-                "variant": variant,
-                **measure(model, args.size, args.epochs, VARIANTS[variant], splits),
-            }
+            try:
+                measured = measure(model, args.size, args.epochs, VARIANTS[variant], splits)
+            except Exception as exc:  # e.g. torch.compile without a working C++ toolchain
+                measured = {"model": model, "error": f"{type(exc).__name__}: {exc}"[:300]}
+            row = {"variant": variant, **measured}
             results.append(row)
             print(json.dumps(row), flush=True)
     when = datetime.now(UTC).strftime("%Y-%m-%d")
@@ -109,6 +110,9 @@ def main() -> None:
         "|---|---|---|---|---|",
     ]
     for r in results:
+        if "error" in r:
+            lines.append(f"| {r['model']} | {r['variant']} | failed: {r['error']} | | |")
+            continue
         lines.append(
             f"| {r['model']} | {r['variant']} | {r['images_per_s']:.1f} "
             f"| {r['data_wait_share']:.3f} | {r['first_epoch_images_per_s']:.1f} |"
