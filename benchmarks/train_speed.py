@@ -56,6 +56,7 @@ def measure(model: str, size: int, epochs: int, sets: list[str], splits) -> dict
         "images_per_s": sum(r["images_per_s"] for r in rows) / len(rows),
         "data_wait_share": sum(r["data_wait_share"] for r in rows) / len(rows),
         "first_epoch_images_per_s": result.history[0]["images_per_s"],
+        "epoch_images": max(len(splits.fit), cfg.train.epoch_images or 0),
         "wall_seconds": time.perf_counter() - began,
         "device": result.device,
     }
@@ -103,18 +104,19 @@ def main() -> None:
         + "\n"
     )
     lines = [
-        f"Measured {when} on {where}; {args.size} px demo images, {len(splits.fit)} per epoch, "
-        f"mean of epochs 2-{args.epochs}.",
+        f"Measured {when} on {where}; {args.size} px demo images, {len(splits.fit)} distinct "
+        f"training images, mean of epochs 2-{args.epochs}.",
         "",
-        "| model | variant | train images/s | data wait share | first epoch images/s |",
-        "|---|---|---|---|---|",
+        "| model | variant | images per epoch | train images/s | data wait share "
+        "| first epoch images/s |",
+        "|---|---|---|---|---|---|",
     ]
     for r in results:
         if "error" in r:
-            lines.append(f"| {r['model']} | {r['variant']} | failed: {r['error']} | | |")
+            lines.append(f"| {r['model']} | {r['variant']} | | failed: {r['error']} | | |")
             continue
         lines.append(
-            f"| {r['model']} | {r['variant']} | {r['images_per_s']:.1f} "
+            f"| {r['model']} | {r['variant']} | {r['epoch_images']} | {r['images_per_s']:.1f} "
             f"| {r['data_wait_share']:.3f} | {r['first_epoch_images_per_s']:.1f} |"
         )
     update_readme("\n".join(lines), BEGIN, END)
