@@ -47,9 +47,26 @@ TINY_OVERRIDES = [
 ]
 
 
+# a DRAEM small enough to train in seconds: two halvings in both networks, 8 channels
+TINY_DRAEM_OVERRIDES = [
+    "data.image_size=32",
+    "model.name=draem",
+    "model.width=8",
+    "model.depth=2",
+    "model.disc_width=8",
+    "model.disc_depth=2",
+    "score.fusion=synthetic",
+]
+
+
 @pytest.fixture(scope="session")
 def tiny_overrides() -> list[str]:
     return list(TINY_OVERRIDES)
+
+
+@pytest.fixture(scope="session")
+def tiny_draem_overrides() -> list[str]:
+    return list(TINY_DRAEM_OVERRIDES)
 
 
 @pytest.fixture
@@ -66,3 +83,28 @@ def workspace_dir(tmp_path, monkeypatch) -> Path:
     ws = tmp_path / "ws"
     monkeypatch.setenv("AEINSPECT_HOME", str(ws))
     return ws
+
+
+@pytest.fixture
+def onnx_outputs(tmp_path):
+    """Export a scoring module as deployed (opset 17, dynamic batch) and run it in ONNX Runtime
+    on CPU: `onnx_outputs(module, x) -> [score, map, is_defect]`."""
+    onnxruntime = pytest.importorskip("onnxruntime")
+    import torch
+
+    def run(module, x):
+        path = tmp_path / "module.onnx"
+        torch.onnx.export(
+            module,
+            (x,),
+            str(path),
+            input_names=["images"],
+            output_names=["score", "map", "is_defect"],
+            dynamic_axes={"images": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return session.run(None, {"images": x.numpy()})
+
+    return run

@@ -59,24 +59,20 @@ def test_too_few_good_images_for_the_budget_fails_before_training(tiny_config, w
         train_flow(cfg)
 
 
-def test_draem_trains_through_the_flow_and_reports_synthetic_recall(demo_data, workspace_dir):
+def test_draem_trains_through_the_flow_and_reports_synthetic_recall(
+    demo_data, workspace_dir, tiny_draem_overrides
+):
     from pipeline.config import load_config
 
     cfg = load_config(
         None,
         [
             f"data.path={demo_data}",
-            "data.image_size=32",
-            "model.name=draem",
-            "model.width=8",
-            "model.depth=2",
-            "model.disc_width=8",
-            "model.disc_depth=2",
+            *tiny_draem_overrides,
             "train.epochs=2",
             "train.batch_size=16",
             "train.crop=16",
             "score.maps={anomaly: 1.0, ssim: 1.0}",
-            "score.fusion=synthetic",
             "calibration.alpha=0.05",
         ],
     )

@@ -14,19 +14,7 @@ from pipeline.scoring import InspectionModule, fit_scoring, score_images
 from pipeline.selection import choose_fusion_weights, synthetic_check, synthetic_validation_set
 from pipeline.training import train_model
 
-TINY_DRAEM = [
-    "data.image_size=32",
-    "model.name=draem",
-    "model.width=8",
-    "model.depth=2",
-    "model.disc_width=8",
-    "model.disc_depth=2",
-    "train.epochs=3",
-    "train.batch_size=8",
-    "score.maps={anomaly: 1.0, l2: 1.0}",
-    "score.fusion=synthetic",
-    "score.smooth_sigma=1.0",
-]
+SCORING = ["train.epochs=3", "train.batch_size=8", "score.maps={anomaly: 1.0, l2: 1.0}"]
 
 
 def _parts(n: int, seed: int = 0) -> np.ndarray:
@@ -64,8 +52,8 @@ def test_focal_loss_discounts_confident_pixels():
     assert confident < bce / 10  # gamma 2 shrinks the easy pixels far more than plain BCE
 
 
-def test_tiny_train_then_score_with_fusion_chosen_on_synthetic_defects():
-    cfg = load_config(None, TINY_DRAEM)
+def test_tiny_train_then_score_with_fusion_chosen_on_synthetic_defects(tiny_draem_overrides):
+    cfg = load_config(None, [*tiny_draem_overrides, *SCORING, "score.smooth_sigma=1.0"])
     parts = _parts(56)
     fit, val, calib = parts[:32], parts[32:44], parts[44:]
     result = train_model(cfg, fit, val, channels=1)
@@ -90,27 +78,14 @@ def test_tiny_train_then_score_with_fusion_chosen_on_synthetic_defects():
     assert set(check.fusion_weights) == {"l2", "anomaly"}
 
 
-def test_draem_scoring_module_exports_to_onnx(tmp_path):
-    onnxruntime = pytest.importorskip("onnxruntime")
-    cfg = load_config(None, TINY_DRAEM)
+def test_draem_scoring_module_exports_to_onnx(onnx_outputs, tiny_draem_overrides):
+    cfg = load_config(None, [*tiny_draem_overrides, *SCORING])
     model = build_model(cfg.model, 32, 1).to(memory_format=torch.channels_last).eval()
     module = InspectionModule(model, cfg.score, 32, 1)
     fit_scoring(module, _parts(16), _parts(8, seed=1))
     module.threshold.fill_(0.5)
     x = torch.rand(2, 1, 32, 32)
-    path = tmp_path / "draem.onnx"
-    torch.onnx.export(
-        module,
-        (x,),
-        str(path),
-        input_names=["images"],
-        output_names=["score", "map", "is_defect"],
-        dynamic_axes={"images": {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
-    )
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    score, amap, _ = session.run(None, {"images": x.numpy()})
+    score, amap, _ = onnx_outputs(module, x)
     with torch.no_grad():
         t_score, t_map, _ = module(x)
     np.testing.assert_allclose(score, t_score.numpy(), atol=1e-3, rtol=1e-4)

@@ -64,28 +64,15 @@ def test_normalised_maps_put_an_outlier_above_good_images():
     assert bad_maps[0, 10:20, 10:20].mean() > bad_maps[0, :5, :5].mean()
 
 
-def test_the_whole_module_exports_to_onnx_and_scores_the_same(tmp_path):
+def test_the_whole_module_exports_to_onnx_and_scores_the_same(onnx_outputs):
     """The one graph: network, maps, normalisation and threshold survive export unchanged."""
-    onnxruntime = pytest.importorskip("onnxruntime")
     rng = np.random.default_rng(2)
     good = (rng.random((24, 32, 32, 1)) * 60 + 100).astype(np.uint8)
     module = _module({"l2": 1, "ssim": 1, "mahalanobis": 1})
     fit_scoring(module, good[:16], good[16:])
     module.threshold.fill_(1.0)
     x = torch.rand(3, 1, 32, 32)
-    path = tmp_path / "m.onnx"
-    torch.onnx.export(
-        module,
-        (x,),
-        str(path),
-        input_names=["images"],
-        output_names=["score", "map", "is_defect"],
-        dynamic_axes={"images": {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
-    )
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    score, amap, flag = session.run(None, {"images": x.numpy()})
+    score, amap, flag = onnx_outputs(module, x)
     with torch.no_grad():
         t_score, t_map, t_flag = module(x)
     np.testing.assert_allclose(score, t_score.numpy(), atol=1e-4)
