@@ -6,6 +6,7 @@ from data_contracts import DatasetLayout
 from pipeline.config import RunConfig
 from pipeline.data.augment import build_augmentation
 from pipeline.data.mvtec import check_trainable
+from pipeline.data.synthetic import build_synthesizer
 from pipeline.errors import ConfigError
 from pipeline.models import build_model
 
@@ -13,8 +14,8 @@ COMMON_MAPS = ("l2", "ssim", "mahalanobis")
 
 
 def check_before_training(cfg: RunConfig, root: Path) -> DatasetLayout:
-    """Model name and size, score maps the model can give, augmentation specs, and a dataset
-    big enough for the budget."""
+    """Model name and size, score maps the model can give, augmentation specs, texture files,
+    and a dataset big enough for the budget."""
     model = build_model(cfg.model, cfg.data.image_size, channels=1)
     for name, weight in cfg.score.maps.items():
         if weight > 0 and name not in COMMON_MAPS + model.extra_maps:
@@ -25,4 +26,5 @@ def check_before_training(cfg: RunConfig, root: Path) -> DatasetLayout:
     if crop is not None and cfg.model.latent == "vector":
         raise ConfigError("train.crop needs a fully convolutional model (model.latent: spatial)")
     build_augmentation(cfg.train.augment, cfg.train.seed)
+    build_synthesizer(cfg.train.anomalies, cfg.train.seed)  # reads and checks any textures
     return check_trainable(root, cfg.data, cfg.calibration.alpha)

@@ -96,3 +96,14 @@ def test_preflight_refuses_a_map_the_model_cannot_give(demo_data):
     cfg = load_config(None, [f"data.path={demo_data}", "score.maps={anomaly: 1.0}"])
     with pytest.raises(ConfigError, match="model 'ae' gives no 'anomaly' map"):
         check_before_training(cfg, demo_data)
+
+
+def test_preflight_names_a_texture_folder_without_images(demo_data, tmp_path):
+    from pipeline.errors import DataError
+
+    (tmp_path / "textures").mkdir()
+    cfg = load_config(
+        None, [f"data.path={demo_data}", f"train.anomalies.textures={tmp_path / 'textures'}"]
+    )
+    with pytest.raises(DataError, match="textures has no images"):
+        check_before_training(cfg, demo_data)
