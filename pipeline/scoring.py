@@ -62,6 +62,11 @@ class LatentGaussian(nn.Module):
         return torch.sqrt(m2.clamp_min(0)).reshape(b, 1, h, w)
 
 
+def smoothing_kernel(sigma: float) -> torch.Tensor:
+    """1-D Gaussian for `smooth`; sigma 0 gives the identity kernel (no smoothing)."""
+    return gaussian_kernel1d(sigma) if sigma > 0 else torch.ones(1)
+
+
 def smooth(m: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     """Separable smoothing of (B, 1, H, W) maps with a 1-D kernel, reflect-padded."""
     r = kernel.numel() // 2
@@ -94,9 +99,7 @@ class InspectionModule(nn.Module):
         self.register_buffer("map_scale", torch.ones(k))
         self.register_buffer("threshold", torch.tensor(float("inf")))
         sigma = cfg.smooth_sigma
-        self.register_buffer(
-            "smooth_kernel", gaussian_kernel1d(sigma) if sigma > 0 else torch.ones(1)
-        )
+        self.register_buffer("smooth_kernel", smoothing_kernel(sigma))
 
     def raw_maps(self, x: torch.Tensor) -> torch.Tensor:
         """Un-normalised maps (B, K, H, W) in the order of `map_names`."""

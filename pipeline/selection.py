@@ -18,7 +18,7 @@ from data_contracts import SyntheticCheck
 from pipeline.config import AnomalyConfig
 from pipeline.data.synthetic import build_synthesizer, synthesize_batch
 from pipeline.metrics import image_auroc, pixel_auroc
-from pipeline.scoring import InspectionModule, batches
+from pipeline.scoring import InspectionModule, batches, score_images
 
 MIN_ANOMALOUS = 64  # small validation splits are reused with fresh anomalies up to this many
 FUSION_STEPS = (0.0, 0.5, 1.0)  # candidate weight of each map, before normalising
@@ -92,14 +92,7 @@ def synthetic_check(
     module: InspectionModule, sset: SyntheticSet, batch_size: int = 32
 ) -> SyntheticCheck:
     """The calibrated module on the synthetic set: AUROCs and recall at its threshold."""
-    module.eval()
-    device = module.threshold.device
-    scores, maps = [], []
-    for b in batches(sset.images, batch_size):
-        s, m, _ = module(b.to(device))
-        scores.append(s.cpu().numpy())
-        maps.append(m.cpu().numpy())
-    score, fused = np.concatenate(scores), np.concatenate(maps)
+    score, fused = score_images(module, sset.images, batch_size)
     quality = detection_quality(sset, score, fused)
     threshold = float(module.threshold)
     return SyntheticCheck(

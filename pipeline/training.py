@@ -28,9 +28,8 @@ from pipeline.data.loader import PrefetchLoader
 from pipeline.data.synthetic import AnomalySynthesizer, build_synthesizer, synthesize_batch
 from pipeline.errors import ConfigError
 from pipeline.models import Reconstructor, build_model
-from pipeline.scoring import batches, smooth, to_tensor
+from pipeline.scoring import batches, smooth, smoothing_kernel, to_tensor
 from pipeline.selection import SyntheticSet, detection_quality, synthetic_validation_set
-from pipeline.ssim import gaussian_kernel1d
 
 log = logging.getLogger(__name__)
 
@@ -186,8 +185,7 @@ def evaluate_synthetic(
 ) -> dict[str, float]:
     """Detection of synthetic defects by the model's own anomaly map, smoothed as scoring does."""
     model.eval()
-    sigma = cfg.score.smooth_sigma
-    kernel = gaussian_kernel1d(sigma).to(device) if sigma > 0 else torch.ones(1, device=device)
+    kernel = smoothing_kernel(cfg.score.smooth_sigma).to(device)
     scores, maps = [], []
     for x in batches(sset.images, cfg.train.batch_size):
         m = smooth(model.anomaly_map(model(x.to(device))).float(), kernel)
