@@ -98,8 +98,7 @@ class InspectionModule(nn.Module):
         self.register_buffer("map_center", torch.zeros(k))
         self.register_buffer("map_scale", torch.ones(k))
         self.register_buffer("threshold", torch.tensor(float("inf")))
-        sigma = cfg.smooth_sigma
-        self.register_buffer("smooth_kernel", smoothing_kernel(sigma))
+        self.register_buffer("smooth_kernel", smoothing_kernel(cfg.smooth_sigma))
 
     def raw_maps(self, x: torch.Tensor) -> torch.Tensor:
         """Un-normalised maps (B, K, H, W) in the order of `map_names`."""
