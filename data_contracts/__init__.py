@@ -5,6 +5,14 @@ can install it alone. `python -m data_contracts.export` rewrites the JSON Schema
 """
 
 from data_contracts.dataset import DatasetLayout, DefectSplit
+from data_contracts.drift import (
+    DomainClassifier,
+    DriftReference,
+    DriftReport,
+    DriftTest,
+    ShiftedFrame,
+    UnreadableFrame,
+)
 from data_contracts.evaluation import (
     CalibrationSummary,
     DefectBreakdown,
@@ -20,6 +28,8 @@ CONTRACTS = {
     "frame": FrameContract,
     "score_record": ScoreRecord,
     "evaluation_report": EvaluationReport,
+    "drift_reference": DriftReference,
+    "drift_report": DriftReport,
 }
 
 __all__ = [
@@ -28,9 +38,15 @@ __all__ = [
     "DatasetLayout",
     "DefectBreakdown",
     "DefectSplit",
+    "DomainClassifier",
+    "DriftReference",
+    "DriftReport",
+    "DriftTest",
     "EvaluationReport",
     "FrameContract",
     "OperatingPoint",
     "ScoreRecord",
+    "ShiftedFrame",
     "SyntheticCheck",
+    "UnreadableFrame",
 ]

@@ -184,6 +184,46 @@ def score(
 
 
 @app.command()
+def drift(
+    model: Annotated[
+        str, typer.Option(help="Registered name (its champion), name@alias, name/N or a bundle.")
+    ],
+    batch: Annotated[Path, typer.Option(help="Folder of new line images.")],
+    version: Annotated[
+        str | None, typer.Option(help="Registry version instead of champion.")
+    ] = None,
+    alpha: Annotated[
+        float | None, typer.Option(help="Decision level (default: the model's).")
+    ] = None,
+    fail_on_drift: Annotated[bool, typer.Option(help="Exit 3 when drift is detected.")] = False,
+) -> None:
+    """Test a batch of new images against the model's reference profile; report to MLflow."""
+    from flows.drift_flow import drift_flow
+
+    outcome = drift_flow(model, batch, version=version, alpha=alpha)
+    report = outcome.report
+    verdict = "DRIFT" if report.drift else "no drift"
+    typer.echo(
+        f"{verdict}: {report.model_name} v{report.model_version}, {report.n_batch} frames of "
+        f"{report.batch} against {report.n_reference} reference frames, alpha {report.alpha}"
+    )
+    for test in report.tests:
+        mark = "*" if test.shifted else " "
+        effect = "n/a" if test.effect_size is None else f"{test.effect_size:+.3f}"
+        typer.echo(f" {mark} {test.name:<16} p={test.p_value:<10.3g} effect {effect}")
+    auc = report.domain_classifier.auc
+    typer.echo(f"   domain classifier AUC {'n/a' if auc is None else f'{auc:.3f}'}")
+    if report.unreadable:
+        typer.echo(f"{len(report.unreadable)} unreadable frame(s) left out:", err=True)
+        for frame in report.unreadable:
+            typer.echo(f"  {frame.path}: {frame.problem}", err=True)
+    typer.echo(f"report: {outcome.html_path}")
+    typer.echo(f"MLflow: experiment run {outcome.mlflow_run_id[:8]} (drift monitor)")
+    if fail_on_drift and report.drift:
+        raise typer.Exit(3)
+
+
+@app.command()
 def ui(port: int = 5000) -> None:
     """Open the MLflow UI for the workspace on http://127.0.0.1:PORT."""
     from pipeline.tracking import tracking_uri

@@ -11,17 +11,26 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 
-from data_contracts import CalibrationSummary, SyntheticCheck
+from data_contracts import CalibrationSummary, DriftReference, SyntheticCheck
 from pipeline import tracking
-from pipeline.bundle import git_commit, package_versions, set_bundle_version, write_bundle
+from pipeline.bundle import (
+    DRIFT_REFERENCE,
+    git_commit,
+    package_versions,
+    set_bundle_version,
+    write_bundle,
+)
 from pipeline.calibration import calibrate
 from pipeline.config import RunConfig
 from pipeline.data.demo import generate_demo_dataset
 from pipeline.data.mvtec import TrainSplits, load_train_splits
 from pipeline.data.validate import validate_dataset
+from pipeline.drift.profile import build_reference
+from pipeline.drift.statistics import file_statistics
 from pipeline.evaluate_model import Evaluation, evaluate_module, headline_metrics
 from pipeline.preflight import check_before_training
 from pipeline.scoring import InspectionModule, fit_scoring, score_images
@@ -101,12 +110,14 @@ class Calibrated:
     normalisation: dict
     fusion_candidates: list[dict]
     synthetic: SyntheticCheck
+    drift_reference: DriftReference
 
 
 @task(cache_policy=NONE)
 def fit_and_calibrate(cfg: RunConfig, result: TrainResult, splits: TrainSplits) -> Calibrated:
     """Latent Gaussian on the fit split, map normalisation on val, fusion weights on synthetic
-    defects of val (when configured), threshold on calib, then the synthetic recall check."""
+    defects of val (when configured), threshold on calib, then the synthetic recall check and
+    the drift reference profile of the held-out good images (val and calib)."""
     module = InspectionModule(result.model, cfg.score, cfg.data.image_size, splits.channels)
     module = module.to(result.device)
     norm = fit_scoring(module, splits.fit, splits.val)
@@ -116,7 +127,12 @@ def fit_and_calibrate(cfg: RunConfig, result: TrainResult, splits: TrainSplits) 
     calibration = calibrate(scores, cfg.calibration.alpha, cfg.calibration.budgets)
     module.threshold.fill_(calibration.threshold)
     check = synthetic_check(module, sset)
-    return Calibrated(module.cpu(), calibration, norm, candidates, check)
+    held_out = np.concatenate([splits.val, splits.calib])
+    stats = file_statistics(splits.val_paths + splits.calib_paths, splits.channels)
+    reference = build_reference(
+        module, held_out, stats, scores, calibration.alpha, cfg.drift.components
+    )
+    return Calibrated(module.cpu(), calibration, norm, candidates, check, reference)
 
 
 @task(cache_policy=NONE)
@@ -136,8 +152,7 @@ def log_and_register(
     client,
     run_id: str,
     cfg: RunConfig,
-    module: InspectionModule,
-    calibration: CalibrationSummary,
+    calibrated: Calibrated,
     evaluation: Evaluation,
     splits: TrainSplits,
     result: TrainResult,
@@ -146,7 +161,12 @@ def log_and_register(
 ) -> str:
     """Metrics, reports and the bundle to the run; a new registry version aliased challenger."""
     bundle_dir = write_bundle(
-        run_dir / BUNDLE_ARTIFACT, module, cfg, calibration, data_fingerprint=splits.fingerprint
+        run_dir / BUNDLE_ARTIFACT,
+        calibrated.module,
+        cfg,
+        calibrated.calibration,
+        data_fingerprint=splits.fingerprint,
+        drift_reference=calibrated.drift_reference,
     )
     metrics = headline_metrics(evaluation.report)
     metrics.update(
@@ -171,6 +191,7 @@ def log_and_register(
     client.set_tag(run_id, "data_fingerprint", splits.fingerprint)
     client.set_tag(run_id, "git_commit", git_commit() or "unknown")
     client.log_dict(run_id, package_versions(), "reports/packages.json")
+    client.log_artifact(run_id, str(bundle_dir / DRIFT_REFERENCE), "drift")
     # register first so the bundle carries its version, then upload the finished bundle
     version = tracking.register_bundle(
         client, cfg.tracking.registered_model, run_id, BUNDLE_ARTIFACT, tags
@@ -211,9 +232,9 @@ def train_flow(cfg: RunConfig, run_dir: Path | None = None) -> TrainOutcome:
         if calibrated.fusion_candidates:
             client.log_dict(run_id, calibrated.fusion_candidates, "reports/fusion_candidates.json")
         evaluation = evaluate(calibrated, root, run_dir, cfg)
-        module, calibration = calibrated.module, calibrated.calibration
+        calibration = calibrated.calibration
         version = log_and_register(
-            client, run_id, cfg, module, calibration, evaluation, splits, result, run_dir, problems
+            client, run_id, cfg, calibrated, evaluation, splits, result, run_dir, problems
         )
     except BaseException:
         client.set_terminated(run_id, status="FAILED")

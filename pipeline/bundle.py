@@ -3,8 +3,8 @@
 A folder with the scoring module's weights (tensors only, loaded with weights_only=True, so
 loading never runs code), the run config, and `bundle.json`: model name and version, the
 input contract, threshold and budget, calibration summary, training-data fingerprint,
-package versions, git commit, and the sha256 of every other file. A bundle whose files do
-not match their hashes is refused.
+package versions, git commit, and the sha256 of every other file; and the drift reference
+profile (`drift_reference.json`). A bundle whose files do not match their hashes is refused.
 """
 
 import hashlib
@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from data_contracts import CalibrationSummary, FrameContract
+from data_contracts import CalibrationSummary, DriftReference, FrameContract
 from pipeline.config import RunConfig
 from pipeline.errors import BundleError
 from pipeline.models import build_model
@@ -28,6 +28,7 @@ from pipeline.scoring import InspectionModule
 BUNDLE_JSON = "bundle.json"
 WEIGHTS = "weights.pt"
 CONFIG = "config.json"
+DRIFT_REFERENCE = "drift_reference.json"
 FORMAT = 1
 
 
@@ -73,9 +74,12 @@ def write_bundle(
     *,
     data_fingerprint: str,
     model_version: str | None = None,
+    drift_reference: DriftReference | None = None,
 ) -> Path:
-    """Write weights, config and bundle.json (with hashes) into `out_dir`."""
+    """Write weights, config, the drift reference and bundle.json (with hashes) into `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    if drift_reference is not None:
+        (out_dir / DRIFT_REFERENCE).write_text(drift_reference.model_dump_json() + "\n")
     torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, out_dir / WEIGHTS)
     (out_dir / CONFIG).write_text(json.dumps(cfg.model_dump(mode="json"), indent=2) + "\n")
     contract = FrameContract(
@@ -151,9 +155,24 @@ class LoadedBundle:
     config: RunConfig
     meta: dict[str, Any]
 
+    bundle_dir: Path
+
     @property
     def version(self) -> str:
         return str(self.meta.get("model_version") or "unregistered")
+
+    def drift_reference(self) -> DriftReference:
+        """The reference profile saved at training time (hash already verified on load)."""
+        path = self.bundle_dir / DRIFT_REFERENCE
+        if DRIFT_REFERENCE not in self.meta.get("files", {}) or not path.is_file():
+            raise BundleError(
+                f"{self.bundle_dir}: bundle has no {DRIFT_REFERENCE} (trained before drift "
+                "monitoring existed); retrain the model to get one"
+            )
+        try:
+            return DriftReference.model_validate_json(path.read_text())
+        except ValueError as exc:
+            raise BundleError(f"{path}: not a valid drift reference ({exc})") from exc
 
 
 def load_bundle(bundle_dir: Path, device: str = "cpu") -> LoadedBundle:
@@ -170,4 +189,4 @@ def load_bundle(bundle_dir: Path, device: str = "cpu") -> LoadedBundle:
         raise BundleError(
             f"{Path(bundle_dir) / WEIGHTS}: weights do not fit the config ({exc})"
         ) from exc
-    return LoadedBundle(module.to(device).eval(), cfg, meta)
+    return LoadedBundle(module.to(device).eval(), cfg, meta, Path(bundle_dir))

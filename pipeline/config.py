@@ -146,6 +146,17 @@ class CalibrationConfig(_Strict):
     budgets: list[float] = Field(default_factory=lambda: [0.001, 0.005, 0.01, 0.02, 0.05, 0.1])
 
 
+class DriftConfig(_Strict):
+    """How new batches are compared with the reference profile saved at training time."""
+
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="Family-wise false-alarm level.")
+    components: int = Field(8, ge=1, le=64, description="PCA size of the pooled features.")
+    permutations: int = Field(1000, ge=99, description="Permutations of the MMD test.")
+    folds: int = Field(5, ge=2, le=10, description="Cross-validation folds of the classifier.")
+    frames_shown: int = Field(8, ge=0, le=64, description="Most shifted frames in the report.")
+    min_batch: int = Field(10, ge=3, description="Fewer readable frames is an error.")
+
+
 class TrackingConfig(_Strict):
     """MLflow experiment and registered model names."""
 
@@ -163,6 +174,7 @@ class RunConfig(_Strict):
     score: ScoreConfig = Field(default_factory=ScoreConfig)
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
 
     def flat(self) -> dict[str, Any]:
         """Dotted keys -> values, for MLflow params."""

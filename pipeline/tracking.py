@@ -20,6 +20,8 @@ from pipeline.errors import TrackingError
 from pipeline.workspace import workspace
 
 CHALLENGER = "challenger"
+CHAMPION = "champion"
+MONITOR_TAG = "aeinspect.kind"
 
 
 def tracking_uri() -> str:
@@ -137,3 +139,25 @@ def resolve_model_uri(ref: str) -> Path:
                 item.rename(dest / item.name)
             nested.rmdir()
     return dest
+
+
+def monitor_run(client: MlflowClient, experiment: str, model_name: str, version: str) -> str:
+    """The long-lived drift-monitor run of one model version (created on first use): each
+    checked batch adds one step to its metrics, so MLflow charts drift over time."""
+    experiment_id = ensure_experiment(client, experiment)
+    query = (
+        f"tags.`{MONITOR_TAG}` = 'drift-monitor' and tags.model_name = '{model_name}' "
+        f"and tags.model_version = '{version}'"
+    )
+    found = client.search_runs([experiment_id], query, max_results=1)
+    if found:
+        return found[0].info.run_id
+    tags = {MONITOR_TAG: "drift-monitor", "model_name": model_name, "model_version": version}
+    run = client.create_run(experiment_id, run_name=f"drift-{model_name}-v{version}", tags=tags)
+    return run.info.run_id
+
+
+def next_step(client: MlflowClient, run_id: str, metric: str) -> int:
+    """One past the last step logged for `metric` (0 for a new series)."""
+    history = client.get_metric_history(run_id, metric)
+    return max((m.step for m in history), default=-1) + 1

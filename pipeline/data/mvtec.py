@@ -41,6 +41,8 @@ class TrainSplits:
     channels: int
     skipped: list[ImageReadError]
     fingerprint: str
+    val_paths: list[str] = field(default_factory=list)
+    calib_paths: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -134,6 +136,8 @@ def load_train_splits(root: Path, cfg: DataConfig, seed: int) -> TrainSplits:
         channels=channels,
         skipped=loaded.skipped,
         fingerprint=fingerprint(paths),
+        val_paths=[loaded.paths[i] for i in val],
+        calib_paths=[loaded.paths[i] for i in calib],
     )
 
 
