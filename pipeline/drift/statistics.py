@@ -51,7 +51,7 @@ def noise_sigma(grey: np.ndarray) -> float:
     h, w = grey.shape
     if h < 3 or w < 3:
         return 0.0
-    response = cv2.filter2D(grey, cv2.CV_32F, NOISE_KERNEL)[1:-1, 1:-1]
+    response = cv2.filter2D(grey.astype(np.float32), cv2.CV_32F, NOISE_KERNEL)[1:-1, 1:-1]
     return float(np.sqrt(np.pi / 2) * np.abs(response).mean() / 6)
 
 
