@@ -147,7 +147,9 @@ def _screenshot_is_a_report(png: bytes) -> None:
 
 def test_drift_report_renders_offline_in_the_mlflow_ui(
     mlflow_server, monkeypatch, tiny_config, demo_data, workspace_dir, tmp_path
-):
+) -> None:
+    """Trained and checked against the server, as a line would run it; then the HTML must
+    come back byte for byte and render in the UI with nothing fetched from outside."""
     from playwright.sync_api import Request, Route, sync_playwright
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
@@ -158,8 +160,9 @@ def test_drift_report_renders_offline_in_the_mlflow_ui(
     client = MlflowClient(mlflow_server)
     folders = [a.path for a in client.list_artifacts(outcome.mlflow_run_id, "drift")]
     expected = re.compile(rf"drift/\d{{4}}-{re.escape(outcome.html_path.parent.name)}")
-    assert [f for f in folders if expected.fullmatch(f)], folders
-    artifact = f"{folders[-1]}/drift_report.html"
+    matched = [f for f in folders if expected.fullmatch(f)]
+    assert len(matched) == 1, folders
+    artifact = f"{matched[0]}/drift_report.html"
     query = urllib.parse.urlencode({"path": artifact, "run_uuid": outcome.mlflow_run_id})
     with urllib.request.urlopen(f"{mlflow_server}/get-artifact?{query}", timeout=30) as answer:
         assert answer.read() == outcome.html_path.read_bytes()
