@@ -22,6 +22,13 @@ from data_contracts.evaluation import (
 )
 from data_contracts.frame import FrameContract
 from data_contracts.score import ScoreRecord
+from data_contracts.stress import (
+    AttackResult,
+    DetectionFigures,
+    PerturbationResult,
+    SanityCheck,
+    StressReport,
+)
 
 CONTRACTS = {
     "dataset_layout": DatasetLayout,
@@ -30,9 +37,15 @@ CONTRACTS = {
     "evaluation_report": EvaluationReport,
     "drift_reference": DriftReference,
     "drift_report": DriftReport,
+    "stress_report": StressReport,
 }
 
 __all__ = [
+    "AttackResult",
+    "DetectionFigures",
+    "PerturbationResult",
+    "SanityCheck",
+    "StressReport",
     "CONTRACTS",
     "CalibrationSummary",
     "DatasetLayout",

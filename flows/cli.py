@@ -224,6 +224,50 @@ def drift(
 
 
 @app.command()
+def stress(
+    model: Annotated[
+        str, typer.Option(help="Registered name (its champion), name@alias, name/N or a bundle.")
+    ],
+    data: Annotated[Path, typer.Option(help="MVTec-layout folder with a labelled test set.")],
+    version: Annotated[
+        str | None, typer.Option(help="Registry version instead of champion.")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Stress setting, e.g. attack_images=8, eps=[2,8]."),
+    ] = None,
+) -> None:
+    """Lighting, optics and adversarial stress test at the deployed threshold; to MLflow."""
+    from flows.stress_flow import stress_flow
+    from pipeline.config import StressConfig, override_section
+    from pipeline.stress.lighting import suite_for
+
+    overrides = list(set_ or [])
+    # bad keys or perturbation names fail here, in one line, before any flow starts
+    checked = override_section(StressConfig(), overrides, "stress --set")
+    suite_for(3, checked.perturbations)
+    outcome = stress_flow(model, data, version=version, settings=overrides)
+    report = outcome.report
+    typer.echo(
+        f"stress test of {report.model_name} v{report.model_version} on {report.dataset}: "
+        f"{len(report.perturbations)} perturbation settings, {len(report.attacks)} attacks"
+    )
+    clean = report.clean
+    typer.echo(
+        f"  clean: FAR {clean.false_alarm_rate}, miss rate {clean.miss_rate}, AUROC {clean.auroc}"
+    )
+    worst = max(report.perturbations, key=lambda p: p.figures.false_alarm_rate or 0, default=None)
+    if worst is not None:
+        typer.echo(
+            f"  highest FAR: {worst.perturbation} {worst.severity} "
+            f"({worst.figures.false_alarm_rate})"
+        )
+    verdict = "passed" if report.sanity_passed else "FAILED (see the report)"
+    typer.echo(f"  gradient-masking checks: {verdict}")
+    typer.echo(f"report: {outcome.html_path}")
+
+
+@app.command()
 def ui(port: int = 5000) -> None:
     """Open the MLflow UI for the workspace on http://127.0.0.1:PORT."""
     from pipeline.tracking import tracking_uri

@@ -146,9 +146,9 @@ def markdown_summary(report: DriftReport, html_path: Path) -> str:
     return "\n".join(lines)
 
 
-def artifact_key(model_name: str) -> str:
+def artifact_key(model_name: str, kind: str = "drift") -> str:
     """Prefect artifact keys allow lowercase letters, digits and dashes only."""
-    return "drift-" + re.sub(r"[^a-z0-9-]+", "-", model_name.lower()).strip("-")
+    return f"{kind}-" + re.sub(r"[^a-z0-9-]+", "-", model_name.lower()).strip("-")
 
 
 @flow(name="drift", log_prints=True)

@@ -161,10 +161,14 @@ class LoadedBundle:
     def version(self) -> str:
         return str(self.meta.get("model_version") or "unregistered")
 
+    @property
+    def has_drift_reference(self) -> bool:
+        return DRIFT_REFERENCE in self.meta.get("files", {})
+
     def drift_reference(self) -> DriftReference:
         """The reference profile saved at training time (hash already verified on load)."""
         path = self.bundle_dir / DRIFT_REFERENCE
-        if DRIFT_REFERENCE not in self.meta.get("files", {}) or not path.is_file():
+        if not self.has_drift_reference or not path.is_file():
             raise BundleError(
                 f"{self.bundle_dir}: bundle has no {DRIFT_REFERENCE} (trained before drift "
                 "monitoring existed); retrain the model to get one"

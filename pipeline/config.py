@@ -157,6 +157,23 @@ class DriftConfig(_Strict):
     min_batch: int = Field(10, ge=3, description="Fewer readable frames is an error.")
 
 
+class StressConfig(_Strict):
+    """The stress test: which perturbations and attacks, and on how many images."""
+
+    perturbations: list[str] | None = Field(None, description="None = the whole suite.")
+    severities: list[Literal["low", "medium", "high"]] = Field(
+        default_factory=lambda: ["low", "medium", "high"]
+    )
+    eps: list[float] = Field(
+        default_factory=lambda: [1.0, 2.0, 4.0, 8.0], description="L-inf budgets in /255."
+    )
+    steps: int = Field(10, ge=2, le=100, description="PGD steps (step size eps / 4).")
+    check_steps: int = Field(20, ge=2, le=200, description="More steps for the sanity check.")
+    topk: int = Field(16, ge=1, description="Pixels of the smooth top-k score attacked.")
+    attack_images: int = Field(32, ge=2, description="Good and defective images attacked.")
+    seed: int = 0
+
+
 class TrackingConfig(_Strict):
     """MLflow experiment and registered model names."""
 
@@ -175,6 +192,7 @@ class RunConfig(_Strict):
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
+    stress: StressConfig = Field(default_factory=StressConfig)
 
     def flat(self) -> dict[str, Any]:
         """Dotted keys -> values, for MLflow params."""
@@ -212,6 +230,17 @@ def _apply_override(tree: dict[str, Any], assignment: str) -> None:
             raise ConfigError(f"--set {assignment!r}: '{part}' is not a section")
         node = child
     node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+
+
+def override_section(section: _Strict, overrides: list[str], where: str) -> Any:
+    """A copy of one config section with `key=value` overrides, validated as strictly."""
+    tree = section.model_dump(mode="json")
+    for assignment in overrides:
+        _apply_override(tree, assignment)
+    try:
+        return type(section).model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, where)) from exc
 
 
 def load_config(path: Path | None = None, overrides: list[str] | None = None) -> RunConfig:

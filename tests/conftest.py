@@ -108,3 +108,31 @@ def onnx_outputs(tmp_path):
         return session.run(None, {"images": x.numpy()})
 
     return run
+
+
+@pytest.fixture(scope="session")
+def trained_tiny(demo_data, tmp_path_factory):
+    """One tiny model trained through the train flow, in a workspace of its own, for the
+    tests that need a real bundle (drift, stress): (outcome, config, workspace)."""
+    from flows.train_flow import train_flow
+    from pipeline.config import load_config
+
+    ws = tmp_path_factory.mktemp("trained-ws")
+    old = os.environ.get("AEINSPECT_HOME")
+    os.environ["AEINSPECT_HOME"] = str(ws)
+    try:
+        cfg = load_config(None, [*TINY_OVERRIDES, f"data.path={demo_data}", "name=tiny"])
+        outcome = train_flow(cfg)
+    finally:
+        if old is None:
+            os.environ.pop("AEINSPECT_HOME")
+        else:
+            os.environ["AEINSPECT_HOME"] = old
+    return outcome, cfg, ws
+
+
+@pytest.fixture
+def in_trained_workspace(trained_tiny, monkeypatch):
+    """The trained tiny model, with this test running in its workspace."""
+    monkeypatch.setenv("AEINSPECT_HOME", str(trained_tiny[2]))
+    return trained_tiny

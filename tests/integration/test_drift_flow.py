@@ -10,38 +10,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 from mlflow.tracking import MlflowClient
 from prefect.artifacts import Artifact
 
 from data_contracts import DriftReport
 from flows.drift_flow import artifact_key, drift_flow
-from flows.train_flow import train_flow
-from pipeline.config import load_config
 from pipeline.tracking import tracking_uri
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def trained(demo_data, tiny_overrides, tmp_path_factory):
-    """One tiny model for the module, in a workspace of its own."""
-    ws = tmp_path_factory.mktemp("drift-ws")
-    old = os.environ.get("AEINSPECT_HOME")
-    os.environ["AEINSPECT_HOME"] = str(ws)
-    cfg = load_config(None, [*tiny_overrides, f"data.path={demo_data}", "name=drift"])
-    outcome = train_flow(cfg)
-    yield outcome, cfg, ws
-    if old is None:
-        os.environ.pop("AEINSPECT_HOME")
-    else:
-        os.environ["AEINSPECT_HOME"] = old
-
-
-@pytest.fixture
-def in_workspace(trained, monkeypatch):
-    monkeypatch.setenv("AEINSPECT_HOME", str(trained[2]))
-    return trained
 
 
 def _brightened(src: Path, dst: Path, offset: int) -> Path:
@@ -52,8 +28,8 @@ def _brightened(src: Path, dst: Path, offset: int) -> Path:
     return dst
 
 
-def test_training_saves_the_reference_with_the_bundle_and_in_mlflow(in_workspace):
-    outcome, cfg, _ = in_workspace
+def test_training_saves_the_reference_with_the_bundle_and_in_mlflow(in_trained_workspace):
+    outcome, cfg, _ = in_trained_workspace
     bundle = outcome.run_dir / "bundle"
     meta = json.loads((bundle / "bundle.json").read_text())
     assert "drift_reference.json" in meta["files"]
@@ -66,8 +42,10 @@ def test_training_saves_the_reference_with_the_bundle_and_in_mlflow(in_workspace
     assert logged == {"drift/drift_reference.json"}
 
 
-def test_shifted_batch_is_caught_and_logged_as_a_time_series(in_workspace, demo_data, tmp_path):
-    outcome, cfg, _ = in_workspace
+def test_shifted_batch_is_caught_and_logged_as_a_time_series(
+    in_trained_workspace, demo_data, tmp_path
+):
+    outcome, cfg, _ = in_trained_workspace
     bundle = str(outcome.run_dir / "bundle")
     good = demo_data / "test" / "good"
     calm = drift_flow(bundle, good)
@@ -106,8 +84,8 @@ def test_shifted_batch_is_caught_and_logged_as_a_time_series(in_workspace, demo_
     assert artifact is not None and "DRIFT" in artifact.data
 
 
-def test_champion_is_the_default_model(in_workspace, demo_data):
-    outcome, cfg, _ = in_workspace
+def test_champion_is_the_default_model(in_trained_workspace, demo_data):
+    outcome, cfg, _ = in_trained_workspace
     name = cfg.tracking.registered_model
     client = MlflowClient(tracking_uri())
     client.set_registered_model_alias(name, "champion", outcome.version)
@@ -128,8 +106,10 @@ def _cli(*args: str, home: Path) -> subprocess.CompletedProcess:
     )
 
 
-def test_cli_reports_unreadable_frames_and_exits_3_on_drift(in_workspace, demo_data, tmp_path):
-    outcome, _, ws = in_workspace
+def test_cli_reports_unreadable_frames_and_exits_3_on_drift(
+    in_trained_workspace, demo_data, tmp_path
+):
+    outcome, _, ws = in_trained_workspace
     batch = _brightened(demo_data / "test" / "good", tmp_path / "bright", 80)
     (batch / "broken.png").write_bytes(b"\x89PNG broken")
     done = _cli(
@@ -147,8 +127,8 @@ def test_cli_reports_unreadable_frames_and_exits_3_on_drift(in_workspace, demo_d
     assert "report: " in done.stdout
 
 
-def test_cli_missing_batch_is_one_line(in_workspace, tmp_path):
-    outcome, _, ws = in_workspace
+def test_cli_missing_batch_is_one_line(in_trained_workspace, tmp_path):
+    outcome, _, ws = in_trained_workspace
     done = _cli(
         "drift",
         "--model",
