@@ -75,6 +75,13 @@ class AnomalyConfig(_Strict):
         return self
 
 
+class AdversarialConfig(_Strict):
+    """Adversarial training: PGD on the training objective within an L-inf ball."""
+
+    eps: float = Field(0.0, ge=0, le=32, description="Budget in /255; 0 = off.")
+    steps: int = Field(2, ge=1, le=20, description="PGD steps (step size eps / steps * 1.25).")
+
+
 class TrainConfig(_Strict):
     """The training loop: AdamW, cosine schedule, early stopping on held-out good images."""
 
@@ -88,6 +95,7 @@ class TrainConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     augment: list[AugmentConfig] = Field(default_factory=list)
     anomalies: AnomalyConfig = Field(default_factory=AnomalyConfig)
+    adversarial: AdversarialConfig = Field(default_factory=AdversarialConfig)
     epoch_images: int | None = Field(
         None,
         ge=1,

@@ -30,6 +30,7 @@ from pipeline.errors import ConfigError
 from pipeline.models import Reconstructor, build_model
 from pipeline.scoring import batches, smooth, smoothing_kernel, to_tensor
 from pipeline.selection import SyntheticSet, detection_quality, synthetic_validation_set
+from pipeline.stress.hardening import adversarial_inputs
 
 log = logging.getLogger(__name__)
 
@@ -141,12 +142,23 @@ def train_one_epoch(
     """One pass over the loader; returns the mean loss, images/s and the data-wait share."""
     model.train()
     amp = cfg.train.amp and device.type == "cuda"
+    adversarial = cfg.train.adversarial
     total, count = 0.0, 0
     began = time.perf_counter()
     for batch in loader:
         inputs = batch.inputs.to(device, non_blocking=True)
         target = batch.target.to(device, non_blocking=True)
         mask = batch.mask.to(device, non_blocking=True) if batch.mask is not None else None
+        if adversarial.eps > 0:
+            inputs = adversarial_inputs(
+                model,
+                inputs,
+                target,
+                mask,
+                adversarial.eps / 255,
+                adversarial.steps,
+                cfg.train.ssim_weight,
+            )
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             out = model(inputs)
             loss, _ = model.loss(target, out, cfg.train.ssim_weight, mask)
