@@ -14,6 +14,7 @@ from pipeline.models import build_model
 from pipeline.reports.stress_report import write_stress_html
 from pipeline.scoring import InspectionModule, fit_scoring, score_images, to_tensor
 from pipeline.stress.attacks import LOWER, RAISE, fgsm, pgd, smooth_score
+from pipeline.stress.hardening import adversarial_inputs
 from pipeline.stress.lighting import SEVERITIES, SUITE, perturb, suite_for
 from pipeline.stress.suite import LabelledFrames, run_stress, sanity_checks
 
@@ -170,3 +171,42 @@ def test_run_stress_covers_the_grid_and_writes_a_self_contained_report(tiny, tmp
     sources = re.findall(r'src="([^"]*)"', html)
     assert len(sources) == 2 + 3 * len(run.examples)
     assert all(s.startswith("data:image/png;base64,") for s in sources)
+
+
+def test_adversarial_training_inputs_raise_the_loss_within_budget():
+    torch.manual_seed(0)
+    cfg = load_config(None, ["model.width=8", "model.depth=2", "model.latent_dim=4"])
+    model = build_model(cfg.model, 32, 1)
+    x = torch.rand(4, 1, 32, 32)
+    eps = 4 / 255
+    adv = adversarial_inputs(model.train(), x, x, None, eps, 3, 0.5)
+    assert model.training  # the attack ran in eval mode and handed the model back in train mode
+    assert (adv - x).abs().max() <= eps + 1e-6 and adv.min() >= 0 and adv.max() <= 1
+    with torch.no_grad():
+        model.eval()
+        clean_loss, _ = model.loss(x, model(x), 0.5)
+        adv_loss, _ = model.loss(x, model(adv), 0.5)
+    assert adv_loss > clean_loss
+
+
+def test_training_with_the_adversarial_option_runs_and_learns(demo_data):
+    from pipeline.data.mvtec import load_train_splits
+    from pipeline.training import train_model
+
+    cfg = load_config(
+        None,
+        [
+            "data.image_size=32",
+            "model.width=8",
+            "model.depth=2",
+            "model.latent_dim=4",
+            "train.epochs=3",
+            "train.batch_size=16",
+            "train.adversarial.eps=4",
+            f"data.path={demo_data}",
+        ],
+    )
+    splits = load_train_splits(demo_data, cfg.data, 0)
+    result = train_model(cfg, splits.fit, splits.val, splits.channels)
+    losses = [row["train_loss"] for row in result.history]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
