@@ -5,6 +5,8 @@ Prefect home is shared by the whole session (its first flow starts a local serve
 """
 
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -136,3 +138,51 @@ def in_trained_workspace(trained_tiny, monkeypatch):
     """The trained tiny model, with this test running in its workspace."""
     monkeypatch.setenv("AEINSPECT_HOME", str(trained_tiny[2]))
     return trained_tiny
+
+
+def scoring_module_on(good):
+    """An untrained tiny AE scoring module (32 px, grey) fitted on `good` (60 images): latent
+    Gaussian on 0-19, map normalisation on 20-39, threshold at alpha 0.1 on 40-59. Returns
+    (config, module, calibration, calibration scores)."""
+    import torch
+
+    from pipeline.calibration import calibrate
+    from pipeline.config import load_config
+    from pipeline.models import build_model
+    from pipeline.scoring import InspectionModule, fit_scoring, score_images
+
+    cfg = load_config(None, [*TINY_OVERRIDES[:3], "model.latent_dim=4", "calibration.alpha=0.1"])
+    torch.manual_seed(0)
+    module = InspectionModule(build_model(cfg.model, 32, 1), cfg.score, 32, 1)
+    fit_scoring(module, good[:20], good[20:40])
+    scores, _ = score_images(module, good[40:60])
+    calibration = calibrate(scores, 0.1, [0.1])
+    module.threshold.fill_(calibration.threshold)
+    return cfg, module, calibration, scores
+
+
+@pytest.fixture(scope="session")
+def tiny_scoring_module():
+    return scoring_module_on
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def run_cli():
+    """`run_cli(*args, home=workspace)`: the CLI as a user runs it, in a subprocess."""
+
+    def run(*args: str, home: Path) -> subprocess.CompletedProcess:
+        env = {**os.environ, "AEINSPECT_HOME": str(home)}
+        env.pop("MLFLOW_TRACKING_URI", None)  # an earlier test may have set it
+        return subprocess.run(
+            [sys.executable, "-m", "flows.cli", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=REPO,
+            timeout=600,
+        )
+
+    return run

@@ -3,9 +3,6 @@ the reference travels with the model, a shifted batch is caught, the reports lan
 model's experiment as a time series, and the CLI answers in one line."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -16,8 +13,6 @@ from prefect.artifacts import Artifact
 from data_contracts import DriftReport
 from flows.drift_flow import artifact_key, drift_flow
 from pipeline.tracking import tracking_uri
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _brightened(src: Path, dst: Path, offset: int) -> Path:
@@ -93,26 +88,13 @@ def test_champion_is_the_default_model(in_trained_workspace, demo_data):
     assert result.report.model_version == outcome.version
 
 
-def _cli(*args: str, home: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "AEINSPECT_HOME": str(home)}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=600,
-    )
-
-
 def test_cli_reports_unreadable_frames_and_exits_3_on_drift(
-    in_trained_workspace, demo_data, tmp_path
+    run_cli, in_trained_workspace, demo_data, tmp_path
 ):
     outcome, _, ws = in_trained_workspace
     batch = _brightened(demo_data / "test" / "good", tmp_path / "bright", 80)
     (batch / "broken.png").write_bytes(b"\x89PNG broken")
-    done = _cli(
+    done = run_cli(
         "drift",
         "--model",
         str(outcome.run_dir / "bundle"),
@@ -127,9 +109,9 @@ def test_cli_reports_unreadable_frames_and_exits_3_on_drift(
     assert "report: " in done.stdout
 
 
-def test_cli_missing_batch_is_one_line(in_trained_workspace, tmp_path):
+def test_cli_missing_batch_is_one_line(run_cli, in_trained_workspace, tmp_path):
     outcome, _, ws = in_trained_workspace
-    done = _cli(
+    done = run_cli(
         "drift",
         "--model",
         str(outcome.run_dir / "bundle"),

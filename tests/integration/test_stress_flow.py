@@ -1,10 +1,5 @@
 """The stress flow on a trained bundle with real Prefect and MLflow, and the CLI around it."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 from mlflow.tracking import MlflowClient
 from prefect.artifacts import Artifact
 
@@ -13,7 +8,6 @@ from flows.drift_flow import artifact_key
 from flows.stress_flow import stress_flow
 from pipeline.tracking import tracking_uri
 
-REPO = Path(__file__).resolve().parents[2]
 SMALL = ["perturbations=[darker, gaussian_blur]", "eps=[2, 8]", "attack_images=4"]
 
 
@@ -44,29 +38,16 @@ def test_stress_flow_reports_to_mlflow_and_tags_the_version(in_trained_workspace
     assert artifact is not None and "darker" in artifact.data
 
 
-def _cli(*args: str, home: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "AEINSPECT_HOME": str(home)}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=600,
-    )
-
-
-def test_cli_runs_and_bad_settings_are_one_line(in_trained_workspace, demo_data):
+def test_cli_runs_and_bad_settings_are_one_line(run_cli, in_trained_workspace, demo_data):
     outcome, _, ws = in_trained_workspace
     bundle = str(outcome.run_dir / "bundle")
     sets = [
         arg for s in ["perturbations=[jpeg]", "eps=[4]", "attack_images=2"] for arg in ("--set", s)
     ]
-    done = _cli("stress", "--model", bundle, "--data", str(demo_data), *sets, home=ws)
+    done = run_cli("stress", "--model", bundle, "--data", str(demo_data), *sets, home=ws)
     assert done.returncode == 0, done.stderr
     assert "gradient-masking checks:" in done.stdout and "report: " in done.stdout
-    bad = _cli(
+    bad = run_cli(
         "stress",
         "--model",
         bundle,

@@ -6,12 +6,10 @@ import re
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from data_contracts import DriftReference
 from pipeline.bundle import load_bundle, write_bundle
-from pipeline.calibration import calibrate
-from pipeline.config import DriftConfig, load_config
+from pipeline.config import DriftConfig
 from pipeline.drift.monitor import check_batch, check_observation, load_batch
 from pipeline.drift.profile import Observation, build_reference, fit_pca
 from pipeline.drift.statistics import image_statistics, noise_sigma, stat_names
@@ -22,9 +20,7 @@ from pipeline.drift.two_sample import (
     mmd_permutation_test,
 )
 from pipeline.errors import BundleError, DataError
-from pipeline.models import build_model
 from pipeline.reports.drift_report import write_drift_html
-from pipeline.scoring import InspectionModule, fit_scoring, score_images
 
 
 def textured(n: int, size: int = 48, seed: int = 0, channels: int = 1) -> np.ndarray:
@@ -153,25 +149,10 @@ def test_reference_contract_rejects_ragged_rows():
 
 
 @pytest.fixture
-def tiny_module():
-    """An untrained tiny AE scoring module, normalised and thresholded on textures."""
-    cfg = load_config(
-        None,
-        [
-            "data.image_size=32",
-            "model.width=8",
-            "model.depth=2",
-            "model.latent_dim=4",
-            "calibration.alpha=0.1",
-        ],
-    )
-    torch.manual_seed(0)
-    module = InspectionModule(build_model(cfg.model, 32, 1), cfg.score, 32, 1)
+def tiny_module(tiny_scoring_module):
+    """An untrained tiny AE scoring module on textures, with its drift reference."""
     good = textured(60, size=32)
-    fit_scoring(module, good[:20], good[20:40])
-    scores, _ = score_images(module, good[40:])
-    cal = calibrate(scores, 0.1, [0.1])
-    module.threshold.fill_(cal.threshold)
+    cfg, module, cal, scores = tiny_scoring_module(good)
     reference = build_reference(
         module, good[20:60], image_statistics(good[20:60], 1), scores, 0.1, 4
     )

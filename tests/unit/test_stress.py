@@ -7,12 +7,11 @@ import pytest
 import torch
 
 from data_contracts import AttackResult
-from pipeline.calibration import calibrate
 from pipeline.config import StressConfig, load_config, override_section
 from pipeline.errors import ConfigError
 from pipeline.models import build_model
 from pipeline.reports.stress_report import write_stress_html
-from pipeline.scoring import InspectionModule, fit_scoring, score_images, to_tensor
+from pipeline.scoring import to_tensor
 from pipeline.stress.attacks import LOWER, RAISE, fgsm, pgd, smooth_score
 from pipeline.stress.hardening import adversarial_inputs
 from pipeline.stress.lighting import SEVERITIES, SUITE, perturb, suite_for
@@ -64,24 +63,10 @@ def test_colour_temperature_only_for_colour_and_names_are_checked():
 
 
 @pytest.fixture(scope="module")
-def tiny():
+def tiny(tiny_scoring_module):
     """A tiny AE scoring module, normalised and thresholded on random textures."""
-    cfg = load_config(
-        None,
-        [
-            "data.image_size=32",
-            "model.width=8",
-            "model.depth=2",
-            "model.latent_dim=4",
-            "calibration.alpha=0.1",
-        ],
-    )
-    torch.manual_seed(0)
-    module = InspectionModule(build_model(cfg.model, 32, 1), cfg.score, 32, 1)
     good = (np.random.default_rng(0).random((60, 32, 32, 1)) * 120 + 60).astype(np.uint8)
-    fit_scoring(module, good[:20], good[20:40])
-    scores, _ = score_images(module, good[40:])
-    module.threshold.fill_(calibrate(scores, 0.1, [0.1]).threshold)
+    _, module, _, _ = tiny_scoring_module(good)
     return module, good
 
 
