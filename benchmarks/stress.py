@@ -2,13 +2,16 @@
 hardening.
 
     python benchmarks/stress.py --baseline ae vae draem
-    python benchmarks/stress.py --harden ae --variants augment adversarial both
+    python benchmarks/stress.py --harden draem --variants none both --minutes 10 \
+        --set "severities=[medium]" --set "eps=[2]"
 
 Baseline rows stress the magnetic_tile bundles that `benchmarks/quality.py` trained (the
 newest per family in benchmarks/.workspace); their drift reference is rebuilt as the train
 flow builds it, because they were trained before drift monitoring. Hardened rows first train
 the family's committed config plus the variant's overrides (below) through the real train
-flow, then stress that bundle. Writes benchmarks/results/stress-<date>.json (rows of other
+flow, at one wall-clock budget (`--minutes`) for all variants, so they compare at equal
+training time; variant `none` is the committed config under that budget. `--set` changes the
+stress settings (recorded in the row). Writes benchmarks/results/stress-<date>.json (rows of other
 (model, variant) pairs from the same day and machine are kept), the HTML and JSON reports
 under benchmarks/.workspace/stress/, and the table in benchmarks/README.md.
 """
@@ -32,7 +35,7 @@ import numpy as np  # noqa: E402
 from benchmarks.quality import DATASETS, machine, update_readme  # noqa: E402
 from flows.train_flow import train_flow  # noqa: E402
 from pipeline.bundle import LoadedBundle, load_bundle  # noqa: E402
-from pipeline.config import load_config  # noqa: E402
+from pipeline.config import load_config, override_section  # noqa: E402
 from pipeline.data.mvtec import load_train_splits  # noqa: E402
 from pipeline.drift.profile import build_reference  # noqa: E402
 from pipeline.drift.statistics import file_statistics  # noqa: E402
@@ -52,13 +55,11 @@ PHOTOMETRIC = (
 )
 ADVERSARIAL = ["train.adversarial.eps=2", "train.adversarial.steps=2"]
 VARIANTS = {
+    "none": [],
     "augment": [PHOTOMETRIC],
     "adversarial": ADVERSARIAL,
     "both": [PHOTOMETRIC, *ADVERSARIAL],
 }
-# adversarial steps cost ~3x: every variant gets the wall-clock time the baseline AE took
-# (392 s in the quality table), so the comparison is at equal training time
-BUDGET = ["train.max_minutes=6.5"]
 
 
 def newest_bundle(model: str) -> Path:
@@ -80,15 +81,16 @@ def rebuilt_reference(bundle: LoadedBundle):
     )
 
 
-def train_variant(model: str, variant: str) -> tuple[Path, float]:
+def train_variant(model: str, variant: str, minutes: float) -> tuple[Path, float]:
+    """Adversarial steps cost ~3x, so variants share a wall-clock budget, not an epoch count."""
     sets = [
         *DATASETS["magnetic_tile"]["sets"],
         f"data.path={DATA}",
         *VARIANTS[variant],
-        *BUDGET,
+        f"train.max_minutes={minutes}",
         "tracking.experiment=bench-magnetic_tile-hardened",
         f"tracking.registered_model=bench-magnetic_tile-{model}-{variant}",
-        f"name=bench-magnetic_tile-{model}-{variant}",
+        f"name=bench-magnetic_tile-{model}-{variant}-{minutes:g}min",
     ]
     outcome = train_flow(load_config(REPO / "configs" / f"{model}.yaml", sets))
     return outcome.run_dir / "bundle", outcome.train_seconds
@@ -106,8 +108,11 @@ def medium_lighting(report) -> dict:
     }
 
 
-def stress_one(model: str, variant: str, bundle_dir: Path, train_seconds: float | None) -> dict:
+def stress_one(
+    model: str, variant: str, bundle_dir: Path, train_seconds: float | None, sets: list[str]
+) -> dict:
     bundle = load_bundle(bundle_dir)
+    settings = override_section(bundle.config.stress, sets, "--set")
     reference = (
         bundle.drift_reference() if bundle.has_drift_reference else rebuilt_reference(bundle)
     )
@@ -116,7 +121,7 @@ def stress_one(model: str, variant: str, bundle_dir: Path, train_seconds: float 
     run = run_stress(
         bundle.module,
         test,
-        bundle.config.stress,
+        settings,
         model_name=str(bundle.meta["model_name"]),
         model_version=bundle.version,
         dataset="../shared/data/magnetic_tile",
@@ -133,6 +138,7 @@ def stress_one(model: str, variant: str, bundle_dir: Path, train_seconds: float 
     return {
         "model": model,
         "variant": variant,
+        "stress_settings": sets,
         "bundle": os.path.relpath(bundle_dir, REPO),
         "train_seconds": train_seconds,
         "clean": report.clean.model_dump(),
@@ -176,6 +182,8 @@ def main() -> None:
     parser.add_argument("--baseline", nargs="*", default=[], choices=["ae", "vae", "draem"])
     parser.add_argument("--harden", nargs="*", default=[], choices=["ae", "vae", "draem"])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--minutes", type=float, default=10.0, help="Training budget per variant.")
+    parser.add_argument("--set", action="append", default=[], help="Stress setting key=value.")
     args = parser.parse_args()
     when = datetime.now(UTC).strftime("%Y-%m-%d")
     where = machine()
@@ -186,7 +194,7 @@ def main() -> None:
         if old.get("machine") == where:
             rows = {(r["model"], r["variant"]): r for r in old["results"]}
     plans = [(m, "baseline") for m in args.baseline]
-    plans += [(m, v) for m in args.harden for v in args.variants]
+    plans += [(m, f"{v} {args.minutes:g} min") for m in args.harden for v in args.variants]
     for model, variant in plans:
         print(f"== {model} / {variant}", flush=True)
         if variant == "baseline":
@@ -202,8 +210,8 @@ def main() -> None:
                 None,
             )
         else:
-            bundle_dir, seconds = train_variant(model, variant)
-        rows[(model, variant)] = stress_one(model, variant, bundle_dir, seconds)
+            bundle_dir, seconds = train_variant(model, variant.split()[0], args.minutes)
+        rows[(model, variant)] = stress_one(model, variant, bundle_dir, seconds, args.set)
         ordered = sorted(rows.values(), key=lambda r: (r["model"], r["variant"] != "baseline"))
         out.write_text(
             json.dumps({"date": when, "machine": where, "results": ordered}, indent=2) + "\n"
