@@ -51,7 +51,9 @@ PHOTOMETRIC = (
     " params: {brightness_limit: 0.2, contrast_limit: 0.3, p: 0.8}},"
     "{name: RandomGamma, params: {gamma_limit: [67, 150], p: 0.5}},"
     "{name: Illumination, params: {intensity_range: [0.01, 0.2], p: 0.3}},"
-    "{name: GaussNoise, params: {std_range: [0.005, 0.03], p: 0.3}}]"
+    "{name: GaussNoise, params: {std_range: [0.005, 0.03], p: 0.3}},"
+    "{name: RandomShadow, params: {shadow_roi: [0, 0, 1, 1], num_shadows_limit: [1, 2],"
+    " shadow_intensity_range: [0.2, 0.6], p: 0.3}}]"
 )
 ADVERSARIAL = ["train.adversarial.eps=2", "train.adversarial.steps=2"]
 VARIANTS = {
