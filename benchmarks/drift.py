@@ -40,8 +40,8 @@ from pipeline.bundle import load_bundle  # noqa: E402
 from pipeline.data.images import list_images, read_image, resize_image  # noqa: E402
 from pipeline.data.mvtec import load_train_splits  # noqa: E402
 from pipeline.drift.monitor import check_observation  # noqa: E402
-from pipeline.drift.profile import Observation, build_reference, observe  # noqa: E402
-from pipeline.drift.statistics import file_statistics, image_statistics  # noqa: E402
+from pipeline.drift.profile import Observation, observe, reference_from_splits  # noqa: E402
+from pipeline.drift.statistics import image_statistics  # noqa: E402
 from pipeline.scoring import score_images  # noqa: E402
 
 BEGIN, END = "<!-- drift:begin -->", "<!-- drift:end -->"
@@ -158,13 +158,8 @@ def main() -> None:
     root = SHARED / "magnetic_tile"
     splits = load_train_splits(root, cfg.data, cfg.train.seed)
     calib_scores, _ = score_images(module, splits.calib)
-    reference = build_reference(
-        module,
-        np.concatenate([splits.val, splits.calib]),
-        file_statistics(splits.val_paths + splits.calib_paths, splits.channels),
-        calib_scores,
-        bundle.meta["alpha"],
-        cfg.drift.components,
+    reference = reference_from_splits(
+        module, splits, calib_scores, bundle.meta["alpha"], cfg.drift.components
     )
     files = list_images(root / "test" / "good")
     originals = [read_image(p, splits.channels) for p in files]

@@ -37,8 +37,7 @@ from flows.train_flow import train_flow  # noqa: E402
 from pipeline.bundle import LoadedBundle, load_bundle  # noqa: E402
 from pipeline.config import load_config, override_section  # noqa: E402
 from pipeline.data.mvtec import load_train_splits  # noqa: E402
-from pipeline.drift.profile import build_reference  # noqa: E402
-from pipeline.drift.statistics import file_statistics  # noqa: E402
+from pipeline.drift.profile import reference_from_splits  # noqa: E402
 from pipeline.reports.stress_report import write_stress_html  # noqa: E402
 from pipeline.scoring import score_images  # noqa: E402
 from pipeline.stress.suite import load_test_frames, run_stress  # noqa: E402
@@ -76,11 +75,7 @@ def rebuilt_reference(bundle: LoadedBundle):
     cfg, module = bundle.config, bundle.module
     splits = load_train_splits(DATA, cfg.data, cfg.train.seed)
     scores, _ = score_images(module, splits.calib)
-    stats = file_statistics(splits.val_paths + splits.calib_paths, splits.channels)
-    held_out = np.concatenate([splits.val, splits.calib])
-    return build_reference(
-        module, held_out, stats, scores, bundle.meta["alpha"], cfg.drift.components
-    )
+    return reference_from_splits(module, splits, scores, bundle.meta["alpha"], cfg.drift.components)
 
 
 def train_variant(model: str, variant: str, minutes: float) -> tuple[Path, float]:

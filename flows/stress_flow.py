@@ -17,9 +17,9 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
 from data_contracts import StressReport
-from flows.drift_flow import artifact_key, model_reference
+from flows.drift_flow import artifact_key, load_model
 from pipeline import tracking
-from pipeline.bundle import LoadedBundle, load_bundle
+from pipeline.bundle import LoadedBundle
 from pipeline.config import StressConfig, override_section
 from pipeline.reports.stress_report import write_stress_html
 from pipeline.stress.suite import StressRun, load_test_frames, run_stress
@@ -32,11 +32,6 @@ class StressOutcome:
     json_path: Path
     html_path: Path
     mlflow_run_id: str
-
-
-@task(cache_policy=NONE)
-def load_model(model: str, version: str | None) -> LoadedBundle:
-    return load_bundle(tracking.resolve_model_uri(model_reference(model, version)))
 
 
 @task(cache_policy=NONE)

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 
@@ -29,8 +28,7 @@ from pipeline.config import RunConfig
 from pipeline.data.demo import generate_demo_dataset
 from pipeline.data.mvtec import TrainSplits, load_train_splits
 from pipeline.data.validate import validate_dataset
-from pipeline.drift.profile import build_reference
-from pipeline.drift.statistics import file_statistics
+from pipeline.drift.profile import reference_from_splits
 from pipeline.evaluate_model import Evaluation, evaluate_module, headline_metrics
 from pipeline.preflight import check_before_training
 from pipeline.scoring import InspectionModule, fit_scoring, score_images
@@ -127,10 +125,8 @@ def fit_and_calibrate(cfg: RunConfig, result: TrainResult, splits: TrainSplits) 
     calibration = calibrate(scores, cfg.calibration.alpha, cfg.calibration.budgets)
     module.threshold.fill_(calibration.threshold)
     check = synthetic_check(module, sset)
-    held_out = np.concatenate([splits.val, splits.calib])
-    stats = file_statistics(splits.val_paths + splits.calib_paths, splits.channels)
-    reference = build_reference(
-        module, held_out, stats, scores, calibration.alpha, cfg.drift.components
+    reference = reference_from_splits(
+        module, splits, scores, calibration.alpha, cfg.drift.components
     )
     return Calibrated(module.cpu(), calibration, norm, candidates, check, reference)
 

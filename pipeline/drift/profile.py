@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from data_contracts import DriftReference
-from pipeline.drift.statistics import stat_names
+from pipeline.data.mvtec import TrainSplits
+from pipeline.drift.statistics import file_statistics, stat_names
 from pipeline.scoring import InspectionModule, batches, score_images
 
 
@@ -84,6 +85,25 @@ def build_reference(
         scores=[float(s) for s in calib_scores],
         threshold=float(module.threshold),
         flag_rate=flag_rate,
+    )
+
+
+def reference_from_splits(
+    module: InspectionModule,
+    splits: TrainSplits,
+    calib_scores: np.ndarray,
+    flag_rate: float,
+    components: int,
+) -> DriftReference:
+    """The profile of a training run's held-out good images (val + calib), their statistics
+    read again at full resolution from their files."""
+    return build_reference(
+        module,
+        np.concatenate([splits.val, splits.calib]),
+        file_statistics(splits.val_paths + splits.calib_paths, splits.channels),
+        calib_scores,
+        flag_rate,
+        components,
     )
 
 
