@@ -183,6 +183,15 @@ def score(
         raise typer.Exit(1)
 
 
+def _check_model(model: str, version: str | None) -> None:
+    """The model exists (bundle folder or registry entry) and its files match their hashes."""
+    from flows.drift_flow import model_reference
+    from pipeline.bundle import verify_bundle
+    from pipeline.tracking import resolve_model_uri
+
+    verify_bundle(resolve_model_uri(model_reference(model, version)))
+
+
 @app.command()
 def drift(
     model: Annotated[
@@ -199,7 +208,14 @@ def drift(
 ) -> None:
     """Test a batch of new images against the model's reference profile; report to MLflow."""
     from flows.drift_flow import drift_flow
+    from pipeline.config import DriftConfig, override_section
+    from pipeline.drift.monitor import batch_files
 
+    # bad input fails here in one line, before Prefect starts and logs tracebacks
+    _check_model(model, version)
+    batch_files(batch)
+    if alpha is not None:
+        override_section(DriftConfig(), [f"alpha={alpha}"], "--alpha")
     outcome = drift_flow(model, batch, version=version, alpha=alpha)
     report = outcome.report
     verdict = "DRIFT" if report.drift else "no drift"
@@ -240,12 +256,15 @@ def stress(
     """Lighting, optics and adversarial stress test at the deployed threshold; to MLflow."""
     from flows.stress_flow import stress_flow
     from pipeline.config import StressConfig, override_section
+    from pipeline.data.validate import scan_layout
     from pipeline.stress.lighting import suite_for
 
     overrides = list(set_ or [])
     # bad keys or perturbation names fail here, in one line, before any flow starts
     checked = override_section(StressConfig(), overrides, "stress --set")
     suite_for(3, checked.perturbations)
+    _check_model(model, version)
+    scan_layout(data)
     outcome = stress_flow(model, data, version=version, settings=overrides)
     report = outcome.report
     typer.echo(
@@ -322,6 +341,13 @@ def _command_name() -> str:
     return "aeinspect"
 
 
+# typer >= 0.20 raises usage errors from its own copy of click; catch both kinds
+USAGE_ERRORS = tuple(
+    {click.ClickException}
+    | {c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"}
+)
+
+
 def main() -> None:
     """Console entry point: one line per error of ours, tracebacks only with --debug."""
     configure_environment()
@@ -333,7 +359,7 @@ def main() -> None:
             raise
         typer.echo(f"error: {err}", err=True)
         sys.exit(1)
-    except click.ClickException as err:  # usage errors: click's own one-line message
+    except USAGE_ERRORS as err:  # usage errors: click's own one-line message
         err.show()
         sys.exit(err.exit_code)
     except click.Abort:

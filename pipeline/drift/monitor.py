@@ -48,14 +48,23 @@ class Batch:
     unreadable: list[UnreadableFrame]
 
 
-def load_batch(folder: Path, image_size: int, channels: int, min_frames: int) -> Batch:
-    """Every image in `folder`; unreadable ones are listed, the rest are tested."""
+def batch_files(folder: Path) -> list[Path]:
+    """The image files of a batch folder; a missing, non-folder or empty one is a DataError."""
     folder = Path(folder)
-    if not folder.is_dir():
+    if not folder.exists():
         raise DataError(f"{folder}: no such folder")
+    if not folder.is_dir():
+        raise DataError(f"{folder}: not a folder (a batch is a folder of images)")
     files = list_images(folder)
     if not files:
         raise DataError(f"{folder}: folder has no image files")
+    return files
+
+
+def load_batch(folder: Path, image_size: int, channels: int, min_frames: int) -> Batch:
+    """Every image in `folder`; unreadable ones are listed, the rest are tested."""
+    folder = Path(folder)
+    files = batch_files(folder)
     images, stats, paths, unreadable = [], [], [], []
     for path in files:
         try:
