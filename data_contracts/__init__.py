@@ -4,6 +4,15 @@ Pydantic v2 models only; this package imports nothing else of ours, so the edge 
 can install it alone. `python -m data_contracts.export` rewrites the JSON Schemas.
 """
 
+from data_contracts.bundle import (
+    BundleRefused,
+    EdgeBundle,
+    EngineEntry,
+    GraphInput,
+    GraphOutputs,
+    ParityCheck,
+    load_edge_bundle,
+)
 from data_contracts.dataset import DatasetLayout, DefectSplit
 from data_contracts.drift import (
     DomainClassifier,
@@ -38,9 +47,17 @@ CONTRACTS = {
     "drift_reference": DriftReference,
     "drift_report": DriftReport,
     "stress_report": StressReport,
+    "edge_bundle": EdgeBundle,
 }
 
 __all__ = [
+    "BundleRefused",
+    "EdgeBundle",
+    "EngineEntry",
+    "GraphInput",
+    "GraphOutputs",
+    "ParityCheck",
+    "load_edge_bundle",
     "AttackResult",
     "DetectionFigures",
     "PerturbationResult",

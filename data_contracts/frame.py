@@ -2,6 +2,7 @@
 
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
@@ -37,3 +38,14 @@ class FrameContract(BaseModel):
         if not (self.min_width <= width <= self.max_width):
             found.append(f"width {width} outside {self.min_width}..{self.max_width}")
         return found
+
+
+def resize_frame(frame: np.ndarray, height: int, width: int) -> np.ndarray:
+    """HxWxC uint8 to the model's input size, the one way lab and edge both do it: an area
+    filter when shrinking (keeps fine defects visible), bilinear when enlarging."""
+    import cv2  # here, not at import: the contracts themselves need only pydantic
+
+    h, w = frame.shape[:2]
+    interp = cv2.INTER_AREA if (h > height or w > width) else cv2.INTER_LINEAR
+    out = cv2.resize(frame, (width, height), interpolation=interp)
+    return out[..., None] if out.ndim == 2 else out

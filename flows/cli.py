@@ -15,7 +15,7 @@ from typing import Annotated
 import click
 import typer
 
-from pipeline.errors import InspectError
+from pipeline.errors import ExportError, InspectError
 from pipeline.workspace import configure_environment, workspace
 
 app = typer.Typer(
@@ -284,6 +284,56 @@ def stress(
     verdict = "passed" if report.sanity_passed else "FAILED (see the report)"
     typer.echo(f"  gradient-masking checks: {verdict}")
     typer.echo(f"report: {outcome.html_path}")
+
+
+@app.command()
+def export(
+    model: Annotated[
+        str, typer.Option(help="Registered name (its champion), name@alias, name/N or a bundle.")
+    ],
+    version: Annotated[
+        str | None, typer.Option(help="Registry version instead of champion.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="New folder for the edge bundle (default: workspace).")
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="MVTec-layout folder whose test set checks parity (default: training)."),
+    ] = None,
+    layout: Annotated[
+        str | None, typer.Option(help="Graph input: uint8_nhwc or float_nchw (default: config).")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Export setting, e.g. max_batch=16, opset=18."),
+    ] = None,
+) -> None:
+    """Export to ONNX as an edge bundle, after checking it scores as the lab module does."""
+    from flows.export_flow import export_flow
+    from pipeline.config import ExportConfig, override_section
+    from pipeline.data.validate import scan_layout
+
+    overrides = list(set_ or []) + ([f"input_layout={layout}"] if layout else [])
+    # bad settings, models and folders fail here in one line, before any flow starts
+    override_section(ExportConfig(), overrides, "export --set")
+    _check_model(model, version)
+    if data is not None:
+        scan_layout(data)
+    if out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ExportError(f"{out}: already exists and is not empty; choose another --out")
+    outcome = export_flow(model, version=version, out=out, data=data, settings=overrides)
+    manifest = outcome.manifest
+    typer.echo(
+        f"edge bundle of {manifest.model_name} v{manifest.model_version}: {outcome.bundle_dir}"
+    )
+    typer.echo(
+        f"  ONNX opset {manifest.opset}, input {manifest.input.name} {manifest.input.layout}, "
+        f"dynamic batch, threshold {manifest.threshold:.4g}"
+    )
+    typer.echo(f"  parity: {manifest.parity.summary()}")
+    if outcome.mlflow_run_id:
+        typer.echo(f"MLflow: logged to run {outcome.mlflow_run_id[:8]} under edge_bundle/")
 
 
 @app.command()

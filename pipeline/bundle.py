@@ -7,7 +7,6 @@ package versions, git commit, and the sha256 of every other file; and the drift 
 profile (`drift_reference.json`). A bundle whose files do not match their hashes is refused.
 """
 
-import hashlib
 import json
 import platform
 import subprocess
@@ -20,24 +19,16 @@ from typing import Any
 import torch
 
 from data_contracts import CalibrationSummary, DriftReference, FrameContract
+from data_contracts.bundle import BUNDLE_JSON, hash_problems, sha256_file
 from pipeline.config import RunConfig
 from pipeline.errors import BundleError
 from pipeline.models import build_model
 from pipeline.scoring import InspectionModule
 
-BUNDLE_JSON = "bundle.json"
 WEIGHTS = "weights.pt"
 CONFIG = "config.json"
 DRIFT_REFERENCE = "drift_reference.json"
 FORMAT = 1
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def package_versions() -> dict[str, str]:
@@ -135,17 +126,9 @@ def verify_bundle(bundle_dir: Path) -> dict[str, Any]:
     bundle_dir = Path(bundle_dir)
     meta = read_bundle_meta(bundle_dir)
     files = meta.get("files")
-    if not isinstance(files, dict) or not files:
-        raise BundleError(f"{bundle_dir / BUNDLE_JSON}: lists no files and hashes")
-    for name, expected in files.items():
-        path = bundle_dir / name
-        if not path.is_file():
-            raise BundleError(f"{path}: listed in {BUNDLE_JSON} but missing")
-        if sha256_file(path) != expected:
-            raise BundleError(
-                f"{path}: sha256 does not match {BUNDLE_JSON} (file changed or corrupt); "
-                "refusing to load this bundle"
-            )
+    problems = hash_problems(bundle_dir, files if isinstance(files, dict) else {})
+    if problems:
+        raise BundleError(problems[0])
     return meta
 
 

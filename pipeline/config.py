@@ -189,6 +189,20 @@ class TrackingConfig(_Strict):
     registered_model: str = "aeinspect-demo"
 
 
+class ExportConfig(_Strict):
+    """The exported graph and the parity it must keep with the lab's torch module."""
+
+    opset: int = Field(17, ge=17, le=21)
+    input_layout: Literal["uint8_nhwc", "float_nchw"] = Field(
+        "uint8_nhwc",
+        description="uint8_nhwc: camera pixels go in as they are; float_nchw: [0, 1] planes.",
+    )
+    max_batch: int = Field(8, ge=1, le=256, description="Largest batch parity is checked at.")
+    score_tolerance: float = Field(1e-3, gt=0, description="Largest |score difference| allowed.")
+    map_tolerance: float = Field(1e-3, gt=0, description="Largest |map difference| allowed.")
+    parity_images: int = Field(256, ge=1, description="Test images compared (evenly spaced).")
+
+
 class RunConfig(_Strict):
     """Everything one training run needs; recorded in full with the run."""
 
@@ -201,6 +215,7 @@ class RunConfig(_Strict):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
     stress: StressConfig = Field(default_factory=StressConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
 
     def flat(self) -> dict[str, Any]:
         """Dotted keys -> values, for MLflow params."""

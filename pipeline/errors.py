@@ -30,3 +30,7 @@ class BundleError(InspectError):
 
 class TrackingError(InspectError):
     """MLflow cannot be reached or refused what we logged."""
+
+
+class ExportError(InspectError):
+    """The exported graph does not reproduce the lab's module, or cannot be written."""

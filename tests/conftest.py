@@ -133,6 +133,22 @@ def trained_tiny(demo_data, tmp_path_factory):
     return outcome, cfg, ws
 
 
+@pytest.fixture(scope="session")
+def edge_bundle(trained_tiny, demo_data, tmp_path_factory) -> Path:
+    """The tiny model exported as an edge bundle (uint8 NHWC input), parity-checked on the
+    whole demo test set."""
+    from pipeline.bundle import load_bundle
+    from pipeline.data.mvtec import load_test_set
+    from pipeline.export.edge_bundle import write_edge_bundle
+
+    outcome, cfg, _ = trained_tiny
+    bundle = load_bundle(outcome.run_dir / "bundle")
+    test = load_test_set(demo_data, bundle.module.image_size, bundle.module.channels)
+    out = tmp_path_factory.mktemp("edge") / "bundle"
+    write_edge_bundle(bundle, out, cfg.export, test.images, "demo test set", outcome.run_id)
+    return out
+
+
 @pytest.fixture
 def in_trained_workspace(trained_tiny, monkeypatch):
     """The trained tiny model, with this test running in its workspace."""

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from data_contracts.frame import resize_frame
 from pipeline.errors import ImageReadError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -58,11 +59,8 @@ def read_mask(path: Path) -> np.ndarray:
 
 
 def resize_image(arr: np.ndarray, size: int) -> np.ndarray:
-    """Resize HxWxC uint8 to size x size; area filter when shrinking keeps fine defects visible."""
-    h, w = arr.shape[:2]
-    interp = cv2.INTER_AREA if (h > size or w > size) else cv2.INTER_LINEAR
-    out = cv2.resize(arr, (size, size), interpolation=interp)
-    return out[..., None] if out.ndim == 2 else out
+    """Resize HxWxC uint8 to size x size exactly as the edge runtime does."""
+    return resize_frame(arr, size, size)
 
 
 def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:

@@ -167,6 +167,36 @@ VALID = {
         "unreadable": [],
         "seconds": 12.5,
     },
+    "edge_bundle": {
+        "model_name": "conv_ae",
+        "model_family": "ae",
+        "model_version": "3",
+        "created": NOW,
+        "opset": 17,
+        "max_batch": 8,
+        "input": {
+            "layout": "uint8_nhwc",
+            "channel_order": "rgb",
+            "contract": {"channels": 3, "input_height": 128, "input_width": 128},
+        },
+        "threshold": 1.2,
+        "alpha": 0.01,
+        "parity": {
+            "runtime": "onnxruntime-cpu",
+            "reference": "torch-cpu",
+            "images": 64,
+            "source": "test set",
+            "max_score_diff": 2e-5,
+            "max_map_diff": 4e-5,
+            "decision_agreement": 1.0,
+            "rank_correlation": 1.0,
+            "score_tolerance": 1e-3,
+            "map_tolerance": 1e-3,
+            "min_agreement": 1.0,
+            "passed": True,
+        },
+        "files": {"model.onnx": "ab" * 32},
+    },
 }
 
 ALL_MODELS = sorted(
@@ -275,6 +305,15 @@ def test_frame_lists_every_problem(frame: FrameContract) -> None:
 def test_frame_min_size_above_max_is_rejected() -> None:
     with pytest.raises(ValidationError, match="min size must not exceed max size"):
         FrameContract(channels=1, min_height=64, max_height=32, input_height=64, input_width=64)
+
+
+def test_score_record_of_an_invalid_frame_names_its_problem() -> None:
+    invalid = {**VALID["score_record"], "verdict": "invalid", "score": None}
+    with pytest.raises(ValidationError, match="must name its problem"):
+        ScoreRecord.model_validate(invalid)
+    ScoreRecord.model_validate({**invalid, "problem": "1 channel(s), expected 3"})
+    with pytest.raises(ValidationError, match="score is None exactly"):
+        ScoreRecord.model_validate({**VALID["score_record"], "score": None})
 
 
 def test_score_record_round_trips_through_json() -> None:
