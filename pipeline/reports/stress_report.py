@@ -135,18 +135,22 @@ def _attack_curves(report: StressReport) -> str:
     return _img(figure_to_data_uri(fig), "attack curves")
 
 
-def _examples(examples: list[Example], threshold: float) -> str:
-    if not examples:
+def _examples(examples: list[Example], threshold: float, kind: str) -> str:
+    chosen = [ex for ex in examples if ex.kind == kind]
+    if not chosen:
         return "<p>No examples.</p>"
     cells = []
-    for ex in examples:
+    for ex in chosen:
         panels = [
             thumbnail(ex.clean, PANEL_PX),
             thumbnail(ex.perturbed, PANEL_PX),
             thumbnail(overlay(ex.perturbed, ex.amap, vmax=threshold), PANEL_PX),
         ]
         imgs = "".join(_img(image_to_data_uri(p), ex.title) for p in panels)
-        caption = f"{ex.title}: clean / perturbed / anomaly map; score shift {ex.score_shift:+.3g}"
+        caption = (
+            f"{ex.title}: clean / {'attacked' if kind == 'attack' else 'perturbed'} / anomaly "
+            f"map; score shift {ex.score_shift:+.3g}"
+        )
         cells.append(f"<figure>{imgs}<figcaption>{escape(caption)}</figcaption></figure>")
     return '<div class="grid">' + "".join(cells) + "</div>"
 
@@ -164,8 +168,9 @@ def write_stress_html(report: StressReport, examples: list[Example], path: Path)
         ("Summary", _summary(report)),
         ("Lighting and optics: severity curves", _severity_curves(report)),
         ("Lighting and optics: every perturbation", _perturbation_table(report)),
-        ("Examples at the highest severity", _examples(examples, report.threshold)),
+        ("Examples at the highest severity", _examples(examples, report.threshold, "lighting")),
         ("Adversarial attacks", _attack_curves(report) + _attack_table(report)),
+        ("Adversarial examples", _examples(examples, report.threshold, "attack")),
         ("Gradient-masking sanity checks", _sanity(report)),
     ]
     title = f"Stress test of {report.model_name} v{report.model_version}"

@@ -57,10 +57,12 @@ def fgsm(module: InspectionModule, x: torch.Tensor, direction: float, eps: float
 
 @dataclass
 class AttackOutcome:
-    """Deployed scores before and after attacking a set of images in one direction."""
+    """Deployed scores before and after attacking a set of images in one direction, and the
+    attacked images (for the report's examples)."""
 
     clean: np.ndarray
     attacked: np.ndarray
+    adversarial: torch.Tensor
 
 
 @torch.no_grad()
@@ -90,4 +92,4 @@ def attack(
         else:
             adversarial.append(pgd(module, chunk, direction, eps, steps, k, seed=seed + start))
     adv = torch.cat(adversarial) if adversarial else x
-    return AttackOutcome(deployed_scores(module, x), deployed_scores(module, adv))
+    return AttackOutcome(deployed_scores(module, x), deployed_scores(module, adv), adv)

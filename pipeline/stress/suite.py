@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ from pipeline.drift.statistics import image_statistics
 from pipeline.errors import DataError, ImageReadError
 from pipeline.metrics import image_auroc
 from pipeline.scoring import InspectionModule, score_images, to_tensor
-from pipeline.stress.attacks import LOWER, RAISE, attack
+from pipeline.stress.attacks import LOWER, RAISE, AttackOutcome, attack
 from pipeline.stress.lighting import Perturbation, perturb, suite_for
 
 Progress = Callable[[str], None]
@@ -89,6 +90,7 @@ class Example:
     perturbed: np.ndarray
     amap: np.ndarray
     score_shift: float
+    kind: Literal["lighting", "attack"] = "lighting"
 
 
 @dataclass
@@ -127,11 +129,13 @@ def run_attacks(
     bad: torch.Tensor,
     cfg: StressConfig,
     progress: Progress,
-) -> tuple[list[AttackResult], list[SanityCheck]]:
+) -> tuple[list[AttackResult], list[SanityCheck], list[Example]]:
     """FGSM and PGD at every eps, both directions; PGD again with more steps at the largest
-    eps for the sanity check."""
+    eps for the sanity check. Examples: the good part and the defective part that PGD at the
+    largest eps moved furthest."""
     threshold = float(module.threshold)
     rows: dict[tuple[str, float, int], AttackResult] = {}
+    examples: list[Example] = []
     plans = [("fgsm", e, 1) for e in cfg.eps] + [("pgd", e, cfg.steps) for e in cfg.eps]
     plans.append(("pgd", max(cfg.eps), cfg.check_steps))
     for method, eps, steps in plans:
@@ -153,7 +157,38 @@ def run_attacks(
             else 0.0,
             robust_auroc=image_auroc(labels, np.r_[up.attacked, down.attacked]),
         )
-    return list(rows.values()), sanity_checks(rows, cfg)
+        if (method, eps, steps) == ("pgd", max(cfg.eps), cfg.steps):
+            name = f"PGD-{steps} eps {eps:g}/255"
+            examples += _attack_example(module, good, up, f"{name} raising a good part's score")
+            examples += _attack_example(module, bad, down, f"{name} hiding a defect")
+    return list(rows.values()), sanity_checks(rows, cfg), examples
+
+
+def _as_frame(x: torch.Tensor) -> np.ndarray:
+    return (x.permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy()
+
+
+@torch.no_grad()
+def _attack_example(
+    module: InspectionModule, clean: torch.Tensor, outcome: AttackOutcome, title: str
+) -> list[Example]:
+    """The image whose deployed score the attack moved furthest (none for an empty set)."""
+    if not len(outcome.clean):
+        return []
+    shift = outcome.attacked - outcome.clean
+    i = int(np.argmax(np.abs(shift)))
+    adversarial = outcome.adversarial[i : i + 1]
+    _, amap, _ = module(adversarial)
+    return [
+        Example(
+            title=f"{title}: {outcome.clean[i]:.3g} -> {outcome.attacked[i]:.3g}",
+            clean=_as_frame(clean[i]),
+            perturbed=_as_frame(adversarial[0]),
+            amap=amap[0].numpy(),
+            score_shift=float(shift[i]),
+            kind="attack",
+        )
+    ]
 
 
 def sanity_checks(rows: dict[tuple[str, float, int], AttackResult], cfg: StressConfig):
@@ -245,7 +280,7 @@ def run_stress(
                     )
                 )
     good_sub, bad_sub = _attack_subset(test.labels, cfg.attack_images, cfg.seed)
-    attacks, sanity = run_attacks(
+    attacks, sanity, attack_examples = run_attacks(
         module, to_tensor(clean_images[good_sub]), to_tensor(clean_images[bad_sub]), cfg, progress
     )
     report = StressReport(
@@ -271,7 +306,7 @@ def run_stress(
         unreadable=test.unreadable,
         seconds=time.perf_counter() - began,
     )
-    return StressRun(report, examples)
+    return StressRun(report, examples + attack_examples)
 
 
 def _drift(

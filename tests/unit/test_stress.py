@@ -156,6 +156,15 @@ def test_run_stress_covers_the_grid_and_writes_a_self_contained_report(tiny, tmp
     sources = re.findall(r'src="([^"]*)"', html)
     assert len(sources) == 2 + 3 * len(run.examples)
     assert all(s.startswith("data:image/png;base64,") for s in sources)
+    attacked = [ex for ex in run.examples if ex.kind == "attack"]
+    assert [ex.title.split(":")[0] for ex in attacked] == [
+        "PGD-10 eps 8/255 raising a good part's score",
+        "PGD-10 eps 8/255 hiding a defect",
+    ]
+    assert "Adversarial examples" in html and "clean / attacked / anomaly map" in html
+    for ex in attacked:
+        moved = np.abs(ex.perturbed.astype(int) - ex.clean.astype(int)).max()
+        assert 0 < moved <= 8 + 1  # within eps (8/255), up to rounding to uint8
 
 
 def test_adversarial_training_inputs_raise_the_loss_within_budget():
