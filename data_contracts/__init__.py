@@ -30,6 +30,13 @@ from data_contracts.evaluation import (
     SyntheticCheck,
 )
 from data_contracts.frame import FrameContract
+from data_contracts.line import (
+    IngestReport,
+    LabelCounts,
+    LineManifestRow,
+    QuarantinedFrame,
+    RejectedRow,
+)
 from data_contracts.score import ScoreRecord
 from data_contracts.stress import (
     AttackResult,
@@ -48,6 +55,8 @@ CONTRACTS = {
     "drift_report": DriftReport,
     "stress_report": StressReport,
     "edge_bundle": EdgeBundle,
+    "line_manifest_row": LineManifestRow,
+    "ingest_report": IngestReport,
 }
 
 __all__ = [
@@ -74,7 +83,12 @@ __all__ = [
     "DriftTest",
     "EvaluationReport",
     "FrameContract",
+    "IngestReport",
+    "LabelCounts",
+    "LineManifestRow",
     "OperatingPoint",
+    "QuarantinedFrame",
+    "RejectedRow",
     "ScoreRecord",
     "ShiftedFrame",
     "SyntheticCheck",

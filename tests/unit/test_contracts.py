@@ -9,7 +9,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 import data_contracts
-from data_contracts import CONTRACTS, FrameContract, ScoreRecord
+from data_contracts import CONTRACTS, FrameContract, LineManifestRow, ScoreRecord
 from data_contracts.export import SCHEMA_DIR, export_schemas, main
 
 REGENERATE = "run `python -m data_contracts.export` and commit data_contracts/schemas"
@@ -197,6 +197,25 @@ VALID = {
         },
         "files": {"model.onnx": "ab" * 32},
     },
+    "line_manifest_row": {
+        "image": "000123.png",
+        "part_id": "P-000123",
+        "capture_time": NOW,
+        "label": "defect",
+        "mask": "masks/000123_mask.png",
+    },
+    "ingest_report": {
+        "line": "line-a",
+        "camera": "cam-0",
+        "day": "2024-05-01",
+        "manifest_rows": 4,
+        "channels": 3,
+        "accepted": {"good": 2, "defect": 0, "unknown": 0},
+        "quarantined": [{"path": "000124.png", "reason": "unreadable or truncated image"}],
+        "already_ingested": 0,
+        "rejected_rows": [{"row": 4, "image": "000125.png", "reason": "image file not found"}],
+        "when": NOW,
+    },
 }
 
 ALL_MODELS = sorted(
@@ -321,3 +340,17 @@ def test_score_record_round_trips_through_json() -> None:
     back = ScoreRecord.model_validate_json(record.model_dump_json())
     assert back == record
     assert back.time.tzinfo is not None
+
+
+def test_line_manifest_row_names_a_mask_only_for_defects() -> None:
+    row = {**VALID["line_manifest_row"], "label": "good"}
+    with pytest.raises(ValidationError, match="only a defect row may name a mask"):
+        LineManifestRow.model_validate(row)
+    LineManifestRow.model_validate({**row, "mask": None})
+
+
+def test_line_manifest_row_needs_a_time_zone() -> None:
+    with pytest.raises(ValidationError, match="timezone"):
+        LineManifestRow.model_validate(
+            {**VALID["line_manifest_row"], "capture_time": "2024-05-01T12:30:00"}
+        )
