@@ -337,6 +337,56 @@ def export(
 
 
 @app.command()
+def retrain(
+    config: Annotated[
+        Path, typer.Option(help="Retraining config (YAML), see configs/retrain.yaml.")
+    ],
+) -> None:
+    """Ingest new line data, train challengers, gate and promote: once, now."""
+    from flows.retrain_flow import retrain_flow
+    from flows.schedule import check_prefect_server
+    from pipeline.retrain.config import load_retrain_config
+    from pipeline.tracking import connect
+
+    load_retrain_config(config)
+    connect()
+    check_prefect_server()
+    for o in retrain_flow(str(config)):
+        quarantined = sum(len(r.quarantined) for r in o.ingested)
+        head = f"{o.model_name}: {len(o.ingested)} new day(s), {quarantined} quarantined"
+        drift = f", drift check: {o.drift}" if o.drift else ""
+        if o.skipped:
+            typer.echo(f"{head}{drift}; no challenger judged: {o.skipped}")
+        else:
+            assert o.decision is not None
+            typer.echo(f"{head}{drift}; challenger v{o.challenger}: {o.decision.summary()}")
+
+
+@app.command()
+def schedule(
+    config: Annotated[
+        Path, typer.Option(help="Retraining config (YAML) with a schedule: section.")
+    ],
+) -> None:
+    """Serve the retrain flow on the config's cron or interval against a Prefect server."""
+    from flows.schedule import serve_retrain
+
+    serve_retrain(config)
+
+
+@app.command()
+def rollback(
+    model: Annotated[str, typer.Option(help="Registered model name, e.g. aeinspect-line-a-cam-0.")],
+) -> None:
+    """Make the previous champion the champion again."""
+    from pipeline.retrain.registry import rollback as roll_back
+    from pipeline.tracking import connect
+
+    before, after = roll_back(connect(), model, workspace() / "locks")
+    typer.echo(f"{model}: champion v{before} -> v{after} (rolled back)")
+
+
+@app.command()
 def ui(port: int = 5000) -> None:
     """Open the MLflow UI for the workspace on http://127.0.0.1:PORT."""
     from pipeline.tracking import tracking_uri

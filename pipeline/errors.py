@@ -34,3 +34,7 @@ class TrackingError(InspectError):
 
 class ExportError(InspectError):
     """The exported graph does not reproduce the lab's module, or cannot be written."""
+
+
+class OrchestrationError(InspectError):
+    """The Prefect server named by PREFECT_API_URL cannot be reached."""
