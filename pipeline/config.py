@@ -177,6 +177,13 @@ class StressConfig(_Strict):
     )
     steps: int = Field(10, ge=2, le=100, description="PGD steps (step size eps / 4).")
     check_steps: int = Field(20, ge=2, le=200, description="More steps for the sanity check.")
+    sanity_tolerance: float = Field(
+        0.05,
+        ge=0,
+        lt=1,
+        description="PGD is not monotone in its steps: a shortfall up to this share of the "
+        "stronger attack's score movement is noise, beyond it a sign of masked gradients.",
+    )
     topk: int = Field(16, ge=1, description="Pixels of the smooth top-k score attacked.")
     attack_images: int = Field(32, ge=2, description="Good and defective images attacked.")
     seed: int = 0

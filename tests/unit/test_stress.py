@@ -113,6 +113,11 @@ def test_sanity_checks_catch_a_weaker_pgd():
     masked = {**healthy, ("pgd", 2.0, 20): _row("pgd", 2.0, 20, 0.2, -0.25)}
     failed = [c.name for c in sanity_checks(masked, cfg) if not c.passed]
     assert failed == ["PGD-20 >= PGD-10, raise good, eps 2/255"]
+    # within the tolerance (5 % of PGD-10's movement) a shortfall is noise, beyond it is not
+    noisy = {**healthy, ("pgd", 2.0, 20): _row("pgd", 2.0, 20, 0.29, -0.25)}
+    assert all(c.passed for c in sanity_checks(noisy, cfg))
+    strict = StressConfig(eps=[2.0], steps=10, check_steps=20, sanity_tolerance=0.0)
+    assert not all(c.passed for c in sanity_checks(noisy, strict))
 
 
 def test_run_stress_covers_the_grid_and_writes_a_self_contained_report(tiny, tmp_path):
