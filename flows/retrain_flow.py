@@ -260,8 +260,9 @@ def _retrain_locked(cfg, target, outcome: LineOutcome, store: Path, logger) -> L
         threshold=float(champion.module.threshold) if champion else None,
     )
     tag = pool_tag(run_cfg, [f.sha256 for f in pool.frames], frozen.fingerprint)
-    if champion is not None and _trained_on(name, champion.version) == tag:
-        outcome.skipped = f"no new training data since champion v{champion.version}"
+    judged = _judged_on(name, tag)
+    if judged is not None:
+        outcome.skipped = f"no new training data since v{judged[0]} ({judged[1]})"
         return outcome
     pool_dir = StorePaths.of(store, target.line, target.camera).pool(tag)
     if not (pool_dir / "pool.json").exists():
@@ -270,11 +271,11 @@ def _retrain_locked(cfg, target, outcome: LineOutcome, store: Path, logger) -> L
     version = train_challenger(run_cfg, pool_dir, run_dir)
     outcome.challenger = version
     challenger = load_bundle(tracking.resolve_model_uri(f"{name}/{version}"))
-    judged = run_dir / "gate"
-    new = figures_on(challenger, version, pool_dir, judged / "challenger")
+    reports = run_dir / "gate"
+    new = figures_on(challenger, version, pool_dir, reports / "challenger")
     old = None
     if champion is not None:
-        old = figures_on(champion, champion.version, pool_dir, judged / "champion")
+        old = figures_on(champion, champion.version, pool_dir, reports / "champion")
     stress = stress_flow(name, pool_dir, version=version, settings=cfg.stress_smoke)
     outcome.decision = decide(
         new,
@@ -295,8 +296,15 @@ def _retrain_locked(cfg, target, outcome: LineOutcome, store: Path, logger) -> L
     return outcome
 
 
-def _trained_on(name: str, version: str) -> str | None:
-    return tracking.connect().get_model_version(name, version).tags.get("retrain.pool")
+def _judged_on(name: str, tag: str) -> tuple[str, str] | None:
+    """(version, gate decision) of a challenger already judged on this very pool."""
+    versions = tracking.connect().search_model_versions(
+        f"name = '{name}' and tags.`retrain.pool` = '{tag}'"
+    )
+    for version in versions:
+        if "gate.decision" in version.tags:
+            return str(version.version), version.tags["gate.decision"]
+    return None
 
 
 def export_parity(name: str, version: str, edge_dir: Path, pool_dir: Path, logger) -> bool:

@@ -118,7 +118,7 @@ def test_concurrent_retrains_of_one_line_promote_at_most_one(tmp_path, line_data
     assert outputs.count("challenger v1: promote") == 1, outputs
     assert (
         "another retrain of this line and camera is running" in outputs
-        or "no new training data since champion v1" in outputs
+        or "no new training data since v1 (promoted)" in outputs
     ), outputs
     client = registry(home)
     versions = client.search_model_versions(f"name='{NAME}'")
