@@ -1,8 +1,9 @@
 """Serve the retrain flow on the schedule of a retraining config (Prefect `serve`).
 
-The process stays in the foreground and runs each scheduled flow run; stopping it leaves
-the schedule active (`pause_on_shutdown=False`), so a restarted server picks up where it
-left off. Works against the server in PREFECT_API_URL, local or remote.
+The process stays in the foreground and runs each scheduled flow run, one at a time (a run
+that comes due while another runs waits for it); stopping it leaves the schedule active
+(`pause_on_shutdown=False`), so a restarted server picks up where it left off. Works
+against the server in PREFECT_API_URL, local or remote.
 """
 
 import os
@@ -20,8 +21,10 @@ def check_prefect_server() -> str | None:
     url = os.environ.get("PREFECT_API_URL")
     if not url:
         return None
+    key = os.environ.get("PREFECT_API_KEY")
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
-        response = httpx.get(f"{url.rstrip('/')}/health", timeout=10)
+        response = httpx.get(f"{url.rstrip('/')}/health", headers=headers, timeout=10)
         response.raise_for_status()
     except httpx.HTTPError as exc:
         raise OrchestrationError(f"Prefect at {url} cannot be reached: {exc}") from exc
@@ -45,5 +48,6 @@ def serve_retrain(config: Path) -> None:
         name=cfg.schedule.deployment,
         parameters={"config": str(Path(config).resolve())},
         pause_on_shutdown=False,
+        limit=1,  # one run at a time: a late run waits instead of starting beside the last
         **timing,
     )
