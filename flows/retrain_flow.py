@@ -27,7 +27,7 @@ from data_contracts import CalibrationSummary, IngestReport
 from data_contracts.bundle import BUNDLE_JSON, load_edge_bundle
 from flows.drift_flow import artifact_key, drift_flow
 from flows.export_flow import export_flow
-from flows.runners import task_runner
+from flows.runners import api_for_workers, task_runner
 from flows.stress_flow import stress_flow
 from flows.train_flow import train_flow
 from pipeline import tracking
@@ -353,7 +353,8 @@ def retrain_flow(config: str) -> list[LineOutcome]:
     tracking.connect()  # an unreachable MLflow fails here, before anything is ingested
     targets = discover_targets(cfg)
     runner = task_runner(cfg.task_runner)
-    outcomes = retrain_lines.with_options(task_runner=runner)(cfg, targets)
+    with api_for_workers(cfg.task_runner):
+        outcomes = retrain_lines.with_options(task_runner=runner)(cfg, targets)
     create_markdown_artifact(
         markdown=markdown_summary(outcomes),
         key=artifact_key(cfg.registry_prefix, "retrain"),
