@@ -10,14 +10,14 @@ all graph optimisations) takes them as they are. Latency is per call (a batch); 
 over at least `--seconds` of calls after warm-up; throughput is images per second.
 
 The edge runtime row runs `python -m deploy.edge run` on a folder of real magnetic-tile
-images (decoded from PNG at their own size, checked, resized, scored, recorded) and reports
+JPEGs (decoded from PNG at their own size, checked, resized, scored, recorded) and reports
 the share of per-frame wall time spent outside inference. Writes
 benchmarks/results/speed-<date>.json and the table in benchmarks/README.md.
 """
 
 import argparse
 import json
-import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -123,9 +123,9 @@ def edge_overhead(bundle: Path, frames: int, work: Path) -> dict:
     """Run the edge runtime on real images and read its per-frame timing summary."""
     folder = work / "frames"
     folder.mkdir()
-    images = sorted(FRAMES.glob("*/*.png"))
+    images = sorted(p for p in FRAMES.glob("*/*") if p.suffix.lower() in (".png", ".jpg"))
     for path in images[:: max(1, len(images) // frames)][:frames]:
-        os.symlink(path, folder / f"{path.parent.name}-{path.name}")
+        shutil.copyfile(path, folder / f"{path.parent.name}-{path.name}")
     out = work / "edge-out"
     command = [
         sys.executable,
@@ -186,11 +186,11 @@ def table(result: dict) -> str:
         lines += [
             "",
             f"Edge runtime (`python -m deploy.edge run`, ONNX Runtime CPU, {edge['model']} at "
-            f"{result['size']} px, {edge['frames']} magnetic-tile PNGs decoded at their own "
+            f"{result['size']} px, {edge['frames']} magnetic-tile JPEGs decoded at their own "
             f"size): mean latency {edge['mean_latency_ms']:.1f} ms per frame, of which "
             f"inference {edge['mean_inference_ms']:.1f} ms; **outside inference "
             f"{edge['outside_inference_share']:.1%}** of per-frame time (frame in hand to "
-            f"verdict). Counting the source too (reading and decoding each PNG, from "
+            f"verdict). Counting the source too (reading and decoding each JPEG, from "
             f"consecutive record times: {edge['per_frame_wall_ms']:.1f} ms per frame): "
             f"{edge['outside_inference_share_with_decode']:.1%} outside inference.",
         ]

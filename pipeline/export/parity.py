@@ -5,6 +5,7 @@ at a batch other than 1, so the dynamic batch axis is exercised too. Decisions m
 every image, scores and maps within the configured tolerances.
 """
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +28,13 @@ def torch_outputs(module: InspectionModule, frames: np.ndarray, batch: int) -> O
 
 
 def onnx_session(path: Path):
-    """An ONNX Runtime CPU session with full graph optimisation (what the edge runs)."""
+    """An ONNX Runtime CPU session as the edge runs it: full graph optimisation, one intra-op
+    thread per core (measured faster than ONNX Runtime's own default on our 2-core CPU)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = os.cpu_count() or 0
     options.log_severity_level = 3
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
