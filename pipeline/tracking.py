@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import mlflow
 from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
@@ -36,6 +37,8 @@ def connect() -> MlflowClient:
     """A client for our tracking URI, checked to answer (one clear error if not). MLflow's
     global URI is left alone: setting it also sets MLFLOW_TRACKING_URI for the process."""
     uri = tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        _check_reachable(uri)
     client = MlflowClient(uri, registry_uri=uri)
     try:
         client.search_experiments(max_results=1)
@@ -46,6 +49,15 @@ def connect() -> MlflowClient:
     return client
 
 
+def _check_reachable(uri: str) -> None:
+    """Fail in seconds on a server that does not answer at all; MLflow's own client would
+    retry with backoff for minutes first."""
+    try:
+        httpx.get(f"{uri.rstrip('/')}/health", timeout=10)
+    except httpx.TransportError as exc:
+        raise TrackingError(f"MLflow at {uri} cannot be reached: {exc}") from exc
+
+
 def ensure_experiment(client: MlflowClient, name: str) -> str:
     """Experiment id; a new local experiment keeps its artifacts inside the workspace."""
     found = client.get_experiment_by_name(name)
@@ -54,7 +66,14 @@ def ensure_experiment(client: MlflowClient, name: str) -> str:
     location = None
     if _is_local(tracking_uri()):
         location = (workspace() / "artifacts" / name).resolve().as_uri()
-    return client.create_experiment(name, artifact_location=location)
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except MlflowException:
+        # another process (a concurrent retrain, a Dask worker) created it a moment ago
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
 
 
 def _param_value(value: Any) -> str:

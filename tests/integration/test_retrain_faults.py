@@ -1,6 +1,7 @@
 """Faults of the production loop, through the CLI as a user runs it: unreachable servers give
 one clear line and touch nothing, a killed retrain resumes from its checkpoint without a
-partial promotion, and two concurrent retrains of one line promote at most one model."""
+partial promotion, and two concurrent retrains of one line promote at most one model (one
+test, so the retrain is paid once)."""
 
 import os
 import signal
@@ -85,7 +86,10 @@ def test_unreachable_server_is_one_line_and_nothing_is_ingested(
     assert not (home / "lines").exists()
 
 
-def test_killed_retrain_resumes_from_its_checkpoint(tmp_path, line_data):
+def test_killed_retrain_resumes_and_concurrent_retrains_promote_at_most_one(tmp_path, line_data):
+    """Kill a retrain at its first checkpoint (no model registered), then start two retrains
+    of the same line at once: one resumes the checkpoint and promotes v1, the other stands
+    aside (the line's lock) or finds the pool already judged."""
     home, config = setup(tmp_path, line_data, epochs=20)
     first = cli(config, home)
     deadline = time.monotonic() + 600
@@ -99,20 +103,7 @@ def test_killed_retrain_resumes_from_its_checkpoint(tmp_path, line_data):
     client = registry(home)
     assert not client.search_registered_models(), "a killed retrain registered a model"
 
-    code, out, err = finish(cli(config, home))
-    assert code == 0, err
-    assert "challenger v1: promote" in out
-    runs = client.search_runs(
-        [e.experiment_id for e in client.search_experiments()], "tags.resumed = 'true'"
-    )
-    assert len(runs) == 1 and runs[0].data.tags["run_dir"] == str(checkpoints[0].parent)
-    assert str(client.get_model_version_by_alias(NAME, "champion").version) == "1"
-
-
-def test_concurrent_retrains_of_one_line_promote_at_most_one(tmp_path, line_data):
-    home, config = setup(tmp_path, line_data)
-    procs = [cli(config, home) for _ in range(2)]
-    results = [finish(p) for p in procs]
+    results = [finish(p) for p in [cli(config, home) for _ in range(2)]]
     assert [code for code, _, _ in results] == [0, 0], [err[-1500:] for _, _, err in results]
     outputs = " ".join(out for _, out, _ in results)
     assert outputs.count("challenger v1: promote") == 1, outputs
@@ -120,7 +111,11 @@ def test_concurrent_retrains_of_one_line_promote_at_most_one(tmp_path, line_data
         "another retrain of this line and camera is running" in outputs
         or "no new training data since v1 (promoted)" in outputs
     ), outputs
-    client = registry(home)
+    runs = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()], "tags.resumed = 'true'"
+    )
+    assert len(runs) == 1 and runs[0].data.tags["run_dir"] == str(checkpoints[0].parent)
     versions = client.search_model_versions(f"name='{NAME}'")
     promoted = [v for v in versions if v.tags.get("gate.decision") == "promoted"]
     assert len(versions) == 1 and len(promoted) == 1
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == "1"
