@@ -5,11 +5,11 @@ kept. The caller hashes first, to skip frames it has already decided, and makes 
 that need other frames (channel count, duplicates).
 """
 
-import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from data_contracts.bundle import sha256_file
 from pipeline.data.images import read_image, read_mask
 from pipeline.errors import ImageReadError
 
@@ -23,14 +23,6 @@ class FrameFacts:
     height: int | None = None
     width: int | None = None
     mask_sha256: str | None = None
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as src:
-        for block in iter(lambda: src.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _mask_problem(mask: Path, height: int, width: int) -> str | None:
@@ -60,7 +52,7 @@ def inspect_frame(image: Path, mask: Path | None, min_size: int) -> FrameFacts:
         problem = f"image is {width}x{height} px, smaller than {min_size} px"
     elif mask is not None:
         problem = _mask_problem(mask, height, width)
-    mask_sha = sha256_of(mask) if mask is not None and problem is None else None
+    mask_sha = sha256_file(mask) if mask is not None and problem is None else None
     return FrameFacts(problem, channels, height, width, mask_sha)
 
 

@@ -18,9 +18,9 @@ from typing import Literal
 from PIL import Image
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
 
+from data_contracts.bundle import sha256_file
 from pipeline.errors import DataError
 from pipeline.line.config import FrozenSetConfig
-from pipeline.line.frames import sha256_of
 from pipeline.line.layout import StorePaths, source_path
 from pipeline.line.ledger import latest, locked, read_entries
 from pipeline.line.storefiles import place_link, write_atomic
@@ -139,7 +139,7 @@ def _checked(path: Path, sha256: str) -> Path:
     """`path`, after making sure it still holds the bytes that were frozen."""
     if not path.is_file():
         raise DataError(f"{path}: file of the frozen evaluation set is gone")
-    if sha256_of(path) != sha256:
+    if sha256_file(path) != sha256:
         raise DataError(f"{path}: changed since the evaluation set was frozen (sha256 differs)")
     return path
 

@@ -16,10 +16,11 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from data_contracts.bundle import sha256_file
 from data_contracts.line import IngestReport, LabelCounts, QuarantinedFrame
 from pipeline.errors import DataError
 from pipeline.line.config import IngestConfig
-from pipeline.line.frames import FrameFacts, inspect_frames, sha256_of
+from pipeline.line.frames import FrameFacts, inspect_frames
 from pipeline.line.layout import (
     MANIFEST,
     StorePaths,
@@ -150,7 +151,7 @@ def _ingest_rows(work: _Day, manifest: Manifest, contract_channels: int | None) 
     """Decide every frame named by a usable row; returns the channel count required."""
     todo = []
     for row in manifest.rows:
-        sha = sha256_of(work.folder / row.image)
+        sha = sha256_file(work.folder / row.image)
         prior = work.decided.get((work.day, row.image))
         if prior is not None and prior.sha256 == sha:
             work.already += 1
@@ -199,7 +200,7 @@ def _ingest_unlisted(work: _Day, manifest: Manifest, data_root: Path) -> None:
             continue
         path = work.folder / rel
         unsafe = _unlisted_problem(path, data_root)
-        sha = None if unsafe else sha256_of(path)
+        sha = None if unsafe else sha256_file(path)
         prior = work.decided.get((work.day, rel))
         if prior is not None and prior.sha256 == sha:
             work.already += 1
@@ -286,7 +287,7 @@ def pending_days(data_root: Path, line: str, camera: str, store_root: Path) -> l
     pending = []
     for day in day_folders(data_root, line, camera):
         manifest = day_dir(data_root, line, camera, day) / MANIFEST
-        if not inside(manifest, data_root) or (day, sha256_of(manifest)) not in done:
+        if not inside(manifest, data_root) or (day, sha256_file(manifest)) not in done:
             pending.append(day)
     return pending
 
