@@ -48,11 +48,11 @@ def parity_frames(bundle: LoadedBundle, data: Path | None, wanted: int) -> tuple
 @task(cache_policy=NONE)
 def log_to_mlflow(manifest: EdgeBundle, bundle_dir: Path) -> str | None:
     """Attach the bundle to the run that trained the version; tag the version."""
-    if manifest.model_version == "unregistered":
+    run_id = manifest.source_run
+    if run_id is None:  # a bundle folder that was never registered
         return None
     client = tracking.connect()
     name, version = manifest.model_name, manifest.model_version
-    run_id = client.get_model_version(name, version).run_id
     client.log_artifacts(run_id, str(bundle_dir), EDGE_ARTIFACTS)
     parity = manifest.parity
     tags = {

@@ -5,19 +5,23 @@ demo configuration, so `RunConfig()` trains something sensible on the demo data.
 """
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pipeline.errors import ConfigError
 
+StrictSectionT = TypeVar("StrictSectionT", bound="StrictSection")
 
-class _Strict(BaseModel):
+
+class StrictSection(BaseModel):
+    """Base of every config section: an unknown key is an error, never a silent default."""
+
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
-class DataConfig(_Strict):
+class DataConfig(StrictSection):
     """Where the good images come from and how they are split."""
 
     path: str | None = Field(None, description="MVTec-layout folder; None = generated demo data.")
@@ -37,7 +41,7 @@ class DataConfig(_Strict):
         return self
 
 
-class ModelConfig(_Strict):
+class ModelConfig(StrictSection):
     """Architecture, looked up by `name` in the model registry."""
 
     name: str = "ae"
@@ -51,14 +55,14 @@ class ModelConfig(_Strict):
     focal_gamma: float = Field(2.0, ge=0, description="DRAEM only: focal loss exponent.")
 
 
-class AugmentConfig(_Strict):
+class AugmentConfig(StrictSection):
     """One albumentations transform by class name, e.g. {name: HorizontalFlip, params: {p: 0.5}}."""
 
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-class AnomalyConfig(_Strict):
+class AnomalyConfig(StrictSection):
     """Synthetic anomalies (DRAEM recipe) for the families that learn from them, and for
     selecting any model on labelled synthetic defects of held-out good images."""
 
@@ -75,14 +79,14 @@ class AnomalyConfig(_Strict):
         return self
 
 
-class AdversarialConfig(_Strict):
+class AdversarialConfig(StrictSection):
     """Adversarial training: PGD on the training objective within an L-inf ball."""
 
     eps: float = Field(0.0, ge=0, le=32, description="Budget in /255; 0 = off.")
     steps: int = Field(2, ge=1, le=20, description="PGD steps (step size eps / steps * 1.25).")
 
 
-class TrainConfig(_Strict):
+class TrainConfig(StrictSection):
     """The training loop: AdamW, cosine schedule, early stopping on held-out good images."""
 
     epochs: int = Field(40, ge=1)
@@ -124,7 +128,7 @@ class TrainConfig(_Strict):
     )
 
 
-class ScoreConfig(_Strict):
+class ScoreConfig(StrictSection):
     """Which anomaly maps are fused, and how the image score is taken from the fused map."""
 
     maps: dict[Literal["l2", "ssim", "mahalanobis", "nll", "anomaly"], float] = Field(
@@ -147,14 +151,14 @@ class ScoreConfig(_Strict):
         return self
 
 
-class CalibrationConfig(_Strict):
+class CalibrationConfig(StrictSection):
     """False-alarm budget of the operating point, and the budgets listed in the report."""
 
     alpha: float = Field(0.01, gt=0, lt=0.5)
     budgets: list[float] = Field(default_factory=lambda: [0.001, 0.005, 0.01, 0.02, 0.05, 0.1])
 
 
-class DriftConfig(_Strict):
+class DriftConfig(StrictSection):
     """How new batches are compared with the reference profile saved at training time."""
 
     alpha: float = Field(0.05, gt=0, lt=0.5, description="Family-wise false-alarm level.")
@@ -165,7 +169,7 @@ class DriftConfig(_Strict):
     min_batch: int = Field(10, ge=3, description="Fewer readable frames is an error.")
 
 
-class StressConfig(_Strict):
+class StressConfig(StrictSection):
     """The stress test: which perturbations and attacks, and on how many images."""
 
     perturbations: list[str] | None = Field(None, description="None = the whole suite.")
@@ -189,14 +193,14 @@ class StressConfig(_Strict):
     seed: int = 0
 
 
-class TrackingConfig(_Strict):
+class TrackingConfig(StrictSection):
     """MLflow experiment and registered model names."""
 
     experiment: str = "aeinspect-demo"
     registered_model: str = "aeinspect-demo"
 
 
-class ExportConfig(_Strict):
+class ExportConfig(StrictSection):
     """The exported graph and the parity it must keep with the lab's torch module."""
 
     opset: int = Field(17, ge=17, le=21)
@@ -210,7 +214,7 @@ class ExportConfig(_Strict):
     parity_images: int = Field(256, ge=1, description="Test images compared (evenly spaced).")
 
 
-class RunConfig(_Strict):
+class RunConfig(StrictSection):
     """Everything one training run needs; recorded in full with the run."""
 
     name: str = "demo"
@@ -262,15 +266,33 @@ def _apply_override(tree: dict[str, Any], assignment: str) -> None:
     node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
 
 
-def override_section(section: _Strict, overrides: list[str], where: str) -> Any:
+def override_section(section: StrictSection, overrides: list[str], where: str) -> Any:
     """A copy of one config section with `key=value` overrides, validated as strictly."""
     tree = section.model_dump(mode="json")
     for assignment in overrides:
         _apply_override(tree, assignment)
+    return validated(type(section), tree, where)
+
+
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """The top-level mapping of a YAML config file; ConfigError naming the file otherwise."""
     try:
-        return type(section).model_validate(tree)
+        loaded = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: config file not found") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from exc
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return loaded or {}
+
+
+def validated(model: type[StrictSectionT], tree: dict[str, Any], source: str) -> StrictSectionT:
+    """`model` built from `tree`; the first problem as one ConfigError line naming `source`."""
+    try:
+        return model.model_validate(tree)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, where)) from exc
+        raise ConfigError(_describe(exc, source)) from exc
 
 
 def load_config(path: Path | None = None, overrides: list[str] | None = None) -> RunConfig:
@@ -279,19 +301,8 @@ def load_config(path: Path | None = None, overrides: list[str] | None = None) ->
     source = "defaults"
     if path is not None:
         source = str(path)
-        try:
-            loaded = yaml.safe_load(Path(path).read_text())
-        except FileNotFoundError as exc:
-            raise ConfigError(f"{path}: config file not found") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from exc
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of sections")
-        tree = loaded or {}
+        tree = read_yaml_mapping(path)
     for assignment in overrides or []:
         _apply_override(tree, assignment)
         source = f"{source} + --set"
-    try:
-        return RunConfig.model_validate(tree)
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc, source)) from exc
+    return validated(RunConfig, tree, source)

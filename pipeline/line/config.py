@@ -4,14 +4,12 @@ in a key is an error."""
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from pipeline.config import StrictSection
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class IngestConfig(_Strict):
+class IngestConfig(StrictSection):
     """Checks a frame of new line data must pass to be accepted."""
 
     min_size: int = Field(32, ge=2, description="Smallest accepted width and height in px.")
@@ -24,7 +22,7 @@ class IngestConfig(_Strict):
     )
 
 
-class PoolPolicy(_Strict):
+class PoolPolicy(StrictSection):
     """Which accepted frames a challenger is trained on. Goods always; defects never."""
 
     unknown: Literal["never", "below_champion"] = Field(
@@ -37,7 +35,7 @@ class PoolPolicy(_Strict):
     )
 
 
-class FrozenSetConfig(_Strict):
+class FrozenSetConfig(StrictSection):
     """How the evaluation set of a (line, camera) is drawn, once, from labelled frames."""
 
     good_fraction: float = Field(
@@ -48,7 +46,7 @@ class FrozenSetConfig(_Strict):
     seed: int = Field(0, ge=0, description="Decides which good frames are held out.")
 
 
-class LineConfig(_Strict):
+class LineConfig(StrictSection):
     """Everything line-data handling needs; one section of a retraining config."""
 
     ingest: IngestConfig = Field(default_factory=IngestConfig)

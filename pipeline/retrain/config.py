@@ -5,23 +5,18 @@ task runner. Strict like the run config: a typo in a key is an error naming the 
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from pipeline.errors import ConfigError
+from pipeline.config import StrictSection, read_yaml_mapping, validated
 from pipeline.line.config import LineConfig
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
-
-
-class LineCamera(_Strict):
+class LineCamera(StrictSection):
     line: str
     camera: str
 
 
-class GateConfig(_Strict):
+class GateConfig(StrictSection):
     """A challenger replaces the champion only when it is no worse by these margins, measured
     on the frozen evaluation set, and passes the checks."""
 
@@ -33,7 +28,7 @@ class GateConfig(_Strict):
     require_export_parity: bool = True
 
 
-class ScheduleConfig(_Strict):
+class ScheduleConfig(StrictSection):
     """When `aeinspect schedule` runs the retrain flow: a cron line, or an interval."""
 
     cron: str | None = "0 3 * * *"
@@ -47,7 +42,7 @@ class ScheduleConfig(_Strict):
         return self
 
 
-class RunnerConfig(_Strict):
+class RunnerConfig(StrictSection):
     """Where the (line, camera) jobs run: threads of the flow's process (default), local
     processes, or Dask: an existing cluster at `address`, else a local cluster."""
 
@@ -62,7 +57,7 @@ class RunnerConfig(_Strict):
         return self
 
 
-class RetrainConfig(_Strict):
+class RetrainConfig(StrictSection):
     """One retraining set-up; paths may be relative to the config file."""
 
     data_root: str = Field(description="Root of <line>/<camera>/<YYYY-MM-DD>/ folders.")
@@ -89,20 +84,7 @@ class RetrainConfig(_Strict):
 def load_retrain_config(path: Path) -> RetrainConfig:
     """Read and validate; relative paths in the file are taken from the file's folder."""
     path = Path(path)
-    try:
-        tree = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: config file not found") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
-    if not isinstance(tree, dict):
-        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
-    try:
-        cfg = RetrainConfig.model_validate(tree)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise ConfigError(f"{path}: {where}: {first['msg']}") from exc
+    cfg = validated(RetrainConfig, read_yaml_mapping(path), str(path))
     base = path.resolve().parent
     updates = {"data_root": str(base / cfg.data_root)}
     if cfg.store:
