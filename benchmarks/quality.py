@@ -43,6 +43,7 @@ DATASETS = {
 }
 MODELS = ["ae", "vae", "draem"]
 BEGIN, END = "<!-- quality:begin -->", "<!-- quality:end -->"
+DEFECTS_BEGIN, DEFECTS_END = "<!-- quality-defects:begin -->", "<!-- quality-defects:end -->"
 
 
 def machine() -> str:
@@ -87,6 +88,7 @@ def run_one(dataset: str, model: str, extra: list[str]) -> dict:
         "scoring_images_per_s": r.scoring_images_per_s,
         "n_good": r.n_good,
         "n_defect": r.n_defect,
+        "per_defect": [d.model_dump(mode="json") for d in r.per_defect],
         "mlflow_run": outcome.run_id,
     }
 
@@ -111,6 +113,23 @@ def table(results: list[dict], when: str, where: str) -> str:
             f"| {fmt(r.get('train_images_per_s'), 1)} | {fmt(r.get('data_wait_share'))} "
             f"| {fmt(r['scoring_images_per_s'], 1)} |"
         )
+    return "\n".join(lines)
+
+
+def defect_table(results: list[dict]) -> str:
+    """Image / pixel AUROC per defect type (each type against all good test images): where a
+    model fails matters as much as its overall figure."""
+    lines = [
+        "| dataset | model | defect | images | image AUROC | pixel AUROC | PRO | recall@thr |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        for d in r.get("per_defect") or []:
+            lines.append(
+                f"| {r['dataset']} | {r['model']} | {d['defect']} | {d['n_images']} "
+                f"| {fmt(d['image_auroc'])} | {fmt(d['pixel_auroc'])} | {fmt(d['pro'])} "
+                f"| {fmt(d['recall'])} |"
+            )
     return "\n".join(lines)
 
 
@@ -153,6 +172,7 @@ def main() -> None:
         json.dumps({"date": when, "machine": where, "results": results}, indent=2) + "\n"
     )
     update_readme(table(results, when, where))
+    update_readme(defect_table(results), DEFECTS_BEGIN, DEFECTS_END)
     print(f"wrote {out}")
 
 

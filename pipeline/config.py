@@ -53,6 +53,11 @@ class ModelConfig(StrictSection):
     disc_width: int = Field(16, ge=4, le=256, description="DRAEM only: first U-Net stage width.")
     disc_depth: int = Field(4, ge=2, le=6, description="DRAEM only: U-Net poolings.")
     focal_gamma: float = Field(2.0, ge=0, description="DRAEM only: focal loss exponent.")
+    input_norm: Literal["none", "image"] = Field(
+        "none",
+        description="DRAEM only: 'image' standardises each image by its own mean and spread "
+        "before both sub-networks, so dark and bright parts look alike to them.",
+    )
 
 
 class AugmentConfig(StrictSection):
@@ -71,6 +76,11 @@ class AnomalyConfig(StrictSection):
     opacity_max: float = Field(1.0, ge=0, le=1)
     max_exp: int = Field(6, ge=0, le=8, description="Perlin cells per axis up to 2**max_exp.")
     textures: str | None = Field(None, description="Optional folder of texture images.")
+    shading: bool = Field(
+        False,
+        description="Also paste the part's own texture under a smooth gain change (uneven "
+        "lighting, discolouration), with soft edges.",
+    )
 
     @model_validator(mode="after")
     def _opacity_range(self) -> "AnomalyConfig":
@@ -112,6 +122,14 @@ class TrainConfig(StrictSection):
         description="Train on random square crops of this size: full resolution at the cost "
         "per step of a smaller input (the networks are fully convolutional). A crop at least "
         "as large as data.image_size trains on whole images.",
+    )
+    ema_decay: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Judge, select and keep an exponential moving average of the weights "
+        "(and BatchNorm statistics) with this decay per step; 0 = off. It smooths the "
+        "epoch-to-epoch swings that make early stopping pick a lucky epoch.",
     )
     max_minutes: float | None = Field(
         None, gt=0, description="Stop after this much training time (the schedule still ends)."

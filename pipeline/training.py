@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from pipeline.config import RunConfig
 from pipeline.data.augment import augment_batch, build_augmentation
@@ -138,8 +139,10 @@ def train_one_epoch(
     loader: PrefetchLoader[TrainBatch],
     cfg: RunConfig,
     device: torch.device,
+    ema: AveragedModel | None = None,
 ) -> dict[str, float]:
-    """One pass over the loader; returns the mean loss, images/s and the data-wait share."""
+    """One pass over the loader (updating `ema` after every step); returns the mean loss,
+    images/s and the data-wait share."""
     model.train()
     amp = cfg.train.amp and device.type == "cuda"
     adversarial = cfg.train.adversarial
@@ -165,6 +168,8 @@ def train_one_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if ema is not None:
+            ema.update_parameters(model)
         total += float(loss.detach()) * len(inputs)
         count += len(inputs)
     if device.type == "cuda":
@@ -236,19 +241,26 @@ def train_model(
         model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
     )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.train.epochs)
+    ema = None
+    if cfg.train.ema_decay > 0:
+        ema_fn = get_ema_multi_avg_fn(cfg.train.ema_decay)
+        ema = AveragedModel(model, multi_avg_fn=ema_fn, use_buffers=True)
+    judged = ema.module if ema is not None else model  # the weights validated and kept
     build_augmentation(cfg.train.augment, cfg.train.seed)  # fail on a bad spec before any work
     synthesizer, sset = None, None
     if model.uses_synthetic_anomalies:
         synthesizer = build_synthesizer(cfg.train.anomalies, seed=cfg.train.seed)
         sset = synthetic_validation_set(val_images, cfg.train.anomalies, cfg.train.seed)
     result = TrainResult(model=model, device=str(device))
-    best_state = copy.deepcopy(model.state_dict())
+    best_state = copy.deepcopy(judged.state_dict())
     start_epoch, stale, spent = 0, 0, 0.0
     if checkpoint is not None and checkpoint.exists():
         state = torch.load(checkpoint, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["lr_scheduler"])
+        if ema is not None and state.get("ema") is not None:
+            ema.load_state_dict(state["ema"])
         best_state = state["best_model"]
         start_epoch, stale, spent = state["epoch"] + 1, state["stale"], state["seconds"]
         result.best_epoch, result.best_val = state["best_epoch"], state["best_val"]
@@ -284,11 +296,11 @@ def train_model(
                 threads=cfg.train.loader_threads,
             )
             row: dict[str, float] = {"epoch": epoch + 1}
-            row.update(train_one_epoch(step_model, optimizer, loader, cfg, device))
-            row["val_loss"] = evaluate_loss(model, val_images, cfg, device)
+            row.update(train_one_epoch(step_model, optimizer, loader, cfg, device, ema))
+            row["val_loss"] = evaluate_loss(judged, val_images, cfg, device)
             objective = row["val_loss"]
             if sset is not None:
-                quality = evaluate_synthetic(model, sset, cfg, device)
+                quality = evaluate_synthetic(judged, sset, cfg, device)
                 row["val_synthetic_image_auroc"] = quality["image_auroc"]
                 row["val_synthetic_pixel_auroc"] = quality["pixel_auroc"]
                 objective = 1.0 - quality["objective"]
@@ -298,7 +310,7 @@ def train_model(
             result.history.append(row)
             if objective < result.best_val - 1e-6:
                 result.best_val, result.best_epoch, stale = objective, epoch + 1, 0
-                best_state = copy.deepcopy(model.state_dict())
+                best_state = copy.deepcopy(judged.state_dict())
             else:
                 stale += 1
             if checkpoint is not None:
@@ -308,6 +320,7 @@ def train_model(
                         "model": model.state_dict(),
                         "optimizer": optimizer.state_dict(),
                         "lr_scheduler": scheduler.state_dict(),
+                        "ema": ema.state_dict() if ema is not None else None,
                         "epoch": epoch,
                         "stale": stale,
                         "seconds": time.perf_counter() - began,

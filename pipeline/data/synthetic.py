@@ -10,7 +10,8 @@ Recipe per sample, all randomness drawn from `np.random.default_rng([seed, epoch
    network also learns that good images need no segmentation.
 2. A Perlin mask (scales 2**k per axis, random rotation, threshold) shapes the anomaly.
 3. A texture source is picked uniformly among: a procedural texture, an external texture (when
-   given), the image itself shifted and flipped, or plain Perlin noise.
+   given), the image itself shifted and flipped, plain Perlin noise, or (with `shading`) the
+   image itself in place under a smooth gain, blended with soft edges and not augmented.
 4. `n_augment` distinct photometric augmentations change the texture's appearance.
 5. The texture is blended into the mask with opacity beta (see `AnomalySynthesizer`).
 """
@@ -35,6 +36,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no network call at imp
 import albumentations as A  # noqa: E402
 
 Texture = Callable[[np.random.Generator, tuple[int, int], int], np.ndarray]
+Source = Callable[[np.random.Generator, np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class SyntheticConfig:
     max_exp: int = 6
     threshold: float = 0.5  # Perlin noise (about [-1, 1]) above this is anomalous
     n_augment: int = 3  # photometric augmentations applied to the texture source
+    shading: bool = False  # also offer the part's own texture under a smooth gain change
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.clean_fraction <= 1.0:
@@ -159,6 +162,32 @@ def _perlin_texture(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     return np.repeat(level[..., None], image.shape[2], axis=2)
 
 
+SHADE_GAINS = ((0.5, 0.8), (1.2, 1.6))  # darker or brighter, never close to 1
+SHADE_RIPPLE = 0.1  # the gain varies by this much across the region
+SHADE_MAX_EXP = 3  # shading covers broad regions: at most 2**3 Perlin cells per axis
+
+
+def _shaded(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """The part itself, darker or brighter under a gently varying gain: uneven lighting,
+    discolouration or a coating of different thickness. Every other source changes the texture;
+    this one keeps it and moves only the level, which is how such defects look."""
+    low, high = SHADE_GAINS[int(rng.integers(2))]
+    cells = int(2 ** rng.integers(0, 3))
+    ripple = 1.0 + SHADE_RIPPLE * perlin_noise(image.shape[:2], (cells, cells), rng)
+    shaded = image.astype(np.float32) * (rng.uniform(low, high) * ripple)[..., None]
+    return np.clip(np.rint(shaded), 0, 255).astype(np.uint8)
+
+
+def _soft_edged(mask: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """(mask, HxWx1 weight): the weight is 0 outside and on the edge and rises to 1 deep inside;
+    the mask shrinks to where the weight is above 0, so every labelled pixel is visibly changed.
+    A sliver too thin to rise keeps its hard edge."""
+    inside = (4.0 * cv2.GaussianBlur(mask, (0, 0), sigma) - 3.0) * mask
+    if not (inside > 0).any():
+        return mask, mask[..., None]
+    return (inside > 0).astype(np.float32), np.clip(inside, 0.0, 1.0)[..., None]
+
+
 def _fit(texture: np.ndarray, height: int, width: int, channels: int) -> np.ndarray:
     """External texture resized to the image and converted to its channel count."""
     if texture.shape[:2] != (height, width):
@@ -189,6 +218,9 @@ class AnomalySynthesizer:
     so pixels outside the mask are exactly the input. The returned mask is m itself: inside it a
     pixel may keep its value where beta * |texture - image| rounds to 0 (faint or matching
     texture); it stays 1 there, because the model should learn the blob, not a speckled copy.
+    The shading source replaces beta * m with a weight that rises smoothly from 0 on the mask's
+    edge to 1 inside it (and is 0 outside; m shrinks to where it is above 0), so a level change
+    has no sharp border to give it away.
 
     Not a source of randomness of its own: the same (seed, epoch, index) gives identical bytes in
     any call order, process or thread, and a new epoch gives a new anomaly for the same image.
@@ -221,22 +253,28 @@ class AnomalySynthesizer:
             max_exp=cfg.max_exp,
             threshold=cfg.threshold,
         ).astype(np.float32)
-        texture = _augment(self._texture(rng, image), rng, cfg.n_augment)
-        beta = float(rng.uniform(*cfg.opacity))
-        weight = (beta * mask)[..., None]
+        source = self._source(rng)
+        texture = source(rng, image)
+        if source is _shaded:  # broad regions, soft edges, no augmentation to hide the change
+            coarse = min(cfg.max_exp, SHADE_MAX_EXP)
+            mask = perlin_mask(
+                (height, width), rng, min_exp=min(cfg.min_exp, coarse), max_exp=coarse
+            ).astype(np.float32)
+            mask, weight = _soft_edged(mask, float(rng.uniform(0.005, 0.02)) * max(height, width))
+        else:
+            texture = _augment(texture, rng, cfg.n_augment)
+            weight = (float(rng.uniform(*cfg.opacity)) * mask)[..., None]
         blended = image + weight * (texture.astype(np.float32) - image)
         return np.rint(blended).astype(np.uint8), mask, True
 
-    def _texture(self, rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    def _source(self, rng: np.random.Generator) -> Source:
         """Pick a texture source uniformly among those available."""
-        sources: list[Callable[[np.random.Generator, np.ndarray], np.ndarray]] = [
-            _procedural,
-            _self_texture,
-            _perlin_texture,
-        ]
+        sources: list[Source] = [_procedural, _self_texture, _perlin_texture]
+        if self.cfg.shading:
+            sources.append(_shaded)
         if self.textures:
             sources.append(self._external)
-        return sources[int(rng.integers(len(sources)))](rng, image)
+        return sources[int(rng.integers(len(sources)))]
 
     def _external(self, rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
         texture = self.textures[int(rng.integers(len(self.textures)))]
@@ -270,5 +308,6 @@ def build_synthesizer(
         clean_fraction=cfg.clean_fraction if clean_fraction is None else clean_fraction,
         opacity=(cfg.opacity_min, cfg.opacity_max),
         max_exp=cfg.max_exp,
+        shading=cfg.shading,
     )
     return AnomalySynthesizer(recipe, textures, seed=seed)

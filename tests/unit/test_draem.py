@@ -107,3 +107,49 @@ def test_preflight_names_a_texture_folder_without_images(demo_data, tmp_path):
     )
     with pytest.raises(DataError, match="textures has no images"):
         check_before_training(cfg, demo_data)
+
+
+def _draem(input_norm: str) -> torch.nn.Module:
+    cfg = ModelConfig(name="draem", width=8, depth=2, disc_width=8, input_norm=input_norm)
+    torch.manual_seed(0)
+    return build_model(cfg, 32, 1).eval()
+
+
+def test_image_norm_makes_the_segmenter_blind_to_brightness_and_contrast():
+    x = torch.rand(2, 1, 32, 32) * 0.5 + 0.2
+    darker = 0.6 * x + 0.05  # the same part under other lighting
+    normed, plain = _draem("image"), _draem("none")
+    with torch.no_grad():
+        out, out_dark = normed(x), normed(darker)
+        torch.testing.assert_close(out_dark["anomaly"], out["anomaly"], atol=1e-5, rtol=1e-4)
+        # the reconstruction comes back in image units: it follows the lighting
+        torch.testing.assert_close(
+            out_dark["recon"], 0.6 * out["recon"] + 0.05, atol=1e-5, rtol=1e-4
+        )
+        moved = (plain(darker)["anomaly"] - plain(x)["anomaly"]).abs().max()
+        stayed = (out_dark["anomaly"] - out["anomaly"]).abs().max()
+        assert stayed < moved / 100  # without the norm, lighting moves the map
+
+
+def test_image_norm_loss_is_measured_in_normalised_units():
+    model = _draem("image")
+    x = torch.rand(2, 1, 32, 32) * 0.1 + 0.4  # a low-contrast part
+    out = model(x)
+    loss, parts = model.loss(x, out, 0.0, torch.zeros(2, 1, 32, 32))
+    target_n = (x - out["offset"]) / out["scale"]
+    expected = torch.mean((target_n - out["recon_normalised"]) ** 2)
+    assert parts["recon"] == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_image_norm_exports_to_onnx_with_the_same_outputs(onnx_outputs, tiny_draem_overrides):
+    cfg = load_config(None, [*tiny_draem_overrides, *SCORING, "model.input_norm=image"])
+    model = build_model(cfg.model, 32, 1).eval()
+    module = InspectionModule(model, cfg.score, 32, 1)
+    fit_scoring(module, _parts(16), _parts(8, seed=1))
+    module.threshold.fill_(0.5)
+    x = torch.rand(3, 1, 32, 32) * torch.tensor([0.3, 0.6, 1.0]).view(3, 1, 1, 1)
+    score, amap, _ = onnx_outputs(module, x)
+    with torch.no_grad():
+        t_score, t_map, _ = module(x)
+    np.testing.assert_allclose(score, t_score.numpy(), atol=1e-3, rtol=1e-4)
+    np.testing.assert_allclose(amap, t_map.numpy(), atol=1e-3, rtol=1e-4)

@@ -1,10 +1,17 @@
 """Synthetic anomalies: mask contract, determinism, clean share, locality of the change."""
 
+import cv2
 import numpy as np
 import pytest
 
 from pipeline.data.perlin import perlin_mask, perlin_noise
-from pipeline.data.synthetic import AnomalySynthesizer, SyntheticConfig, synthesize_batch
+from pipeline.data.synthetic import (
+    AnomalySynthesizer,
+    SyntheticConfig,
+    _shaded,
+    _soft_edged,
+    synthesize_batch,
+)
 
 SIZE = 64
 
@@ -23,11 +30,15 @@ def _textures(channels: int) -> list[np.ndarray]:
     return [rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(3)]
 
 
-@pytest.fixture(params=[(1, False), (3, False), (1, True), (3, True)], ids=lambda p: str(p))
+@pytest.fixture(
+    params=[(1, False, False), (3, False, False), (1, True, False), (3, True, True)],
+    ids=lambda p: "channels={}, textures={}, shading={}".format(*p),
+)
 def case(request: pytest.FixtureRequest) -> tuple[AnomalySynthesizer, np.ndarray]:
-    channels, external = request.param
+    channels, external, shading = request.param
     textures = _textures(channels) if external else None
-    return AnomalySynthesizer(SyntheticConfig(), textures=textures, seed=3), _image(channels)
+    synth = AnomalySynthesizer(SyntheticConfig(shading=shading), textures=textures, seed=3)
+    return synth, _image(channels)
 
 
 def test_outputs_have_the_contracted_types_and_values(case) -> None:
@@ -140,3 +151,47 @@ def test_rejects_bad_inputs() -> None:
         AnomalySynthesizer(SyntheticConfig())(np.zeros((8, 8, 3), np.float32), 0)
     with pytest.raises(ValueError):
         AnomalySynthesizer(SyntheticConfig())(np.zeros((8, 8, 2), np.uint8), 0)
+
+
+def test_shaded_texture_is_the_part_under_a_gain_away_from_one() -> None:
+    image = np.full((SIZE, SIZE, 1), 100, np.uint8)
+    for seed in range(40):
+        gain = _shaded(np.random.default_rng(seed), image).astype(float) / 100.0
+        assert gain.min() >= 0.5 * 0.9 - 0.01 and gain.max() <= 1.6 * 1.1 + 0.01
+        assert abs(np.median(gain) - 1.0) > 0.1  # darker or brighter, never nearly the same
+
+
+def test_soft_edge_is_zero_outside_and_rises_inside() -> None:
+    blob = np.zeros((SIZE, SIZE), np.float32)
+    blob[16:48, 16:48] = 1
+    mask, weight = _soft_edged(blob, sigma=2.0)
+    assert weight.shape == (SIZE, SIZE, 1) and weight.min() >= 0 and weight.max() <= 1
+    assert set(np.unique(mask)) == {0.0, 1.0} and not mask[blob == 0].any()
+    assert not weight[..., 0][mask == 0].any() and (weight[..., 0][mask > 0] > 0).all()
+    assert weight[32, 32, 0] == pytest.approx(1.0) and weight[32, 18, 0] < weight[32, 24, 0]
+    sliver = np.zeros((SIZE, SIZE), np.float32)
+    sliver[30:32, 10:50] = 1  # too thin for the blur to reach 3/4 anywhere: kept hard
+    mask, weight = _soft_edged(sliver, sigma=2.0)
+    assert np.array_equal(mask, sliver) and np.array_equal(weight[..., 0], sliver)
+
+
+def _level_changes(shading: bool) -> int:
+    """How many of 300 anomalies on noise images look like a gain change of the part in place:
+    the ratio output / input is smooth inside the mask (a texture of its own makes it as noisy
+    as the image) and away from 1."""
+    synth = AnomalySynthesizer(SyntheticConfig(shading=shading, clean_fraction=0.0), seed=9)
+    rng = np.random.default_rng(4)
+    count = 0
+    for index in range(300):
+        image = np.clip(rng.normal(80, 15, (SIZE, SIZE, 1)), 40, 120).astype(np.uint8)
+        out, mask, _ = synth(image, index)
+        ratio = out[..., 0].astype(np.float32) / image[..., 0]
+        rough = np.abs(ratio - cv2.blur(ratio, (3, 3)))[mask > 0]
+        if rough.size >= 30 and np.median(rough) < 0.1:
+            count += abs(np.median(ratio[mask > 0]) - 1) > 0.15
+    return count
+
+
+def test_shading_adds_level_changes_only_when_asked_for() -> None:
+    # other sources make a few by chance (a brightened copy of the part itself, faint blends)
+    assert _level_changes(shading=True) >= _level_changes(shading=False) + 30
