@@ -256,6 +256,8 @@ class AnomalySynthesizer:
         source = self._source(rng)
         texture = source(rng, image)
         if source is _shaded:  # broad regions, soft edges, no augmentation to hide the change
+            # its own coarse mask is drawn here, after the source, so that configs without
+            # shading draw exactly the random numbers, and so the anomalies, they drew before
             coarse = min(cfg.max_exp, SHADE_MAX_EXP)
             mask = perlin_mask(
                 (height, width), rng, min_exp=min(cfg.min_exp, coarse), max_exp=coarse
