@@ -58,6 +58,11 @@ class ModelConfig(StrictSection):
         description="DRAEM only: 'image' standardises each image by its own mean and spread "
         "before both sub-networks, so dark and bright parts look alike to them.",
     )
+    position_channels: bool = Field(
+        False,
+        description="DRAEM only: give the segmenting U-Net each pixel's row and column, so it "
+        "can learn what is normal where (a part's rim looks unlike its middle).",
+    )
 
 
 class AugmentConfig(StrictSection):
@@ -80,6 +85,11 @@ class AnomalyConfig(StrictSection):
         False,
         description="Also paste the part's own texture under a smooth gain change (uneven "
         "lighting, discolouration), with soft edges.",
+    )
+    cracks: bool = Field(
+        False,
+        description="Also paste thin wandering lines of the part's own texture, darker or "
+        "brighter (cracks, scratches), which Perlin blobs do not resemble.",
     )
 
     @model_validator(mode="after")
@@ -245,6 +255,16 @@ class RunConfig(StrictSection):
     drift: DriftConfig = Field(default_factory=DriftConfig)
     stress: StressConfig = Field(default_factory=StressConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
+
+    @model_validator(mode="after")
+    def _positions_need_whole_images(self) -> "RunConfig":
+        crops = self.train.crop is not None and self.train.crop < self.data.image_size
+        if self.model.position_channels and crops:
+            raise ValueError(
+                "model.position_channels needs whole images: a train.crop smaller than "
+                "data.image_size would tell the model wrong positions"
+            )
+        return self
 
     def flat(self) -> dict[str, Any]:
         """Dotted keys -> values, for MLflow params."""

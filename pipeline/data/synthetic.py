@@ -10,8 +10,9 @@ Recipe per sample, all randomness drawn from `np.random.default_rng([seed, epoch
    network also learns that good images need no segmentation.
 2. A Perlin mask (scales 2**k per axis, random rotation, threshold) shapes the anomaly.
 3. A texture source is picked uniformly among: a procedural texture, an external texture (when
-   given), the image itself shifted and flipped, plain Perlin noise, or (with `shading`) the
-   image itself in place under a smooth gain, blended with soft edges and not augmented.
+   given), the image itself shifted and flipped, plain Perlin noise, (with `shading`) the
+   image itself in place under a smooth gain, blended with soft edges and not augmented, or
+   (with `cracks`) the image itself darkened or brightened along a thin wandering line.
 4. `n_augment` distinct photometric augmentations change the texture's appearance.
 5. The texture is blended into the mask with opacity beta (see `AnomalySynthesizer`).
 """
@@ -50,6 +51,7 @@ class SyntheticConfig:
     threshold: float = 0.5  # Perlin noise (about [-1, 1]) above this is anomalous
     n_augment: int = 3  # photometric augmentations applied to the texture source
     shading: bool = False  # also offer the part's own texture under a smooth gain change
+    cracks: bool = False  # also offer thin wandering lines, darker or brighter than the part
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.clean_fraction <= 1.0:
@@ -178,6 +180,39 @@ def _shaded(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(shaded), 0, 255).astype(np.uint8)
 
 
+CRACK_GAINS = ((0.2, 0.6), (1.4, 1.8))  # mostly darker: a crack is a shadowed gap
+CRACK_DARK_SHARE = 0.8
+CRACK_LENGTH = (0.15, 0.6)  # of the image's longer side
+CRACK_TURN = 0.35  # spread of the direction change per segment, radians
+
+
+def _cracked(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """The part itself, much darker (or, less often, brighter): pasted along a crack's line."""
+    low, high = CRACK_GAINS[int(rng.random() >= CRACK_DARK_SHARE)]
+    shaded = image.astype(np.float32) * rng.uniform(low, high)
+    return np.clip(np.rint(shaded), 0, 255).astype(np.uint8)
+
+
+def _crack_mask(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """A thin line that wanders from a random point inside the image, sometimes with a branch.
+    Why: Perlin blobs are compact, and a network trained only on blobs misses cracks and
+    scratches a pixel or two wide, the commonest defects of machined and sintered parts."""
+    height, width = shape
+    mask = np.zeros(shape, np.uint8)
+    thickness = max(1, round(float(rng.uniform(0.5, 2.0)) * max(shape) / 128))
+    start = rng.uniform((0, 0), (width, height))
+    for _ in range(1 + int(rng.random() < 0.3)):  # the trunk, then perhaps one branch
+        segments = int(rng.integers(4, 13))
+        step = rng.uniform(*CRACK_LENGTH) * max(shape) / segments
+        angle = rng.uniform(0, 2 * np.pi)
+        turns = angle + np.cumsum(rng.normal(0, CRACK_TURN, segments))
+        moves = step * np.stack([np.cos(turns), np.sin(turns)], axis=1)
+        points = np.vstack([start, start + np.cumsum(moves, axis=0)])
+        cv2.polylines(mask, [np.rint(points).astype(np.int32)], False, 1, thickness)
+        start = points[int(rng.integers(1, len(points)))]
+    return mask.astype(np.float32)
+
+
 def _soft_edged(mask: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
     """(mask, HxWx1 weight): the weight is 0 outside and on the edge and rises to 1 deep inside;
     the mask shrinks to where the weight is above 0, so every labelled pixel is visibly changed.
@@ -263,6 +298,9 @@ class AnomalySynthesizer:
                 (height, width), rng, min_exp=min(cfg.min_exp, coarse), max_exp=coarse
             ).astype(np.float32)
             mask, weight = _soft_edged(mask, float(rng.uniform(0.005, 0.02)) * max(height, width))
+        elif source is _cracked:  # a line, not a blob; strong enough to be seen at its width
+            mask = _crack_mask(rng, (height, width))
+            weight = (float(rng.uniform(max(cfg.opacity[0], 0.5), 1.0)) * mask)[..., None]
         else:
             texture = _augment(texture, rng, cfg.n_augment)
             weight = (float(rng.uniform(*cfg.opacity)) * mask)[..., None]
@@ -274,6 +312,8 @@ class AnomalySynthesizer:
         sources: list[Source] = [_procedural, _self_texture, _perlin_texture]
         if self.cfg.shading:
             sources.append(_shaded)
+        if self.cfg.cracks:
+            sources.append(_cracked)
         if self.textures:
             sources.append(self._external)
         return sources[int(rng.integers(len(sources)))]
@@ -311,5 +351,6 @@ def build_synthesizer(
         opacity=(cfg.opacity_min, cfg.opacity_max),
         max_exp=cfg.max_exp,
         shading=cfg.shading,
+        cracks=cfg.cracks,
     )
     return AnomalySynthesizer(recipe, textures, seed=seed)

@@ -85,6 +85,15 @@ def standardise(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     return (x - offset) / scale, offset, scale
 
 
+def position_grid(like: torch.Tensor) -> torch.Tensor:
+    """Row and column of every pixel in [-1, 1], (B, 2, H, W): where in the frame a pixel is."""
+    b, _, h, w = like.shape
+    rows = torch.linspace(-1.0, 1.0, h, device=like.device, dtype=like.dtype)
+    cols = torch.linspace(-1.0, 1.0, w, device=like.device, dtype=like.dtype)
+    grid = torch.stack(torch.meshgrid(rows, cols, indexing="ij"))
+    return grid.unsqueeze(0).expand(b, -1, -1, -1)
+
+
 class Draem(Reconstructor):
     """Reconstructive encoder-decoder + discriminative U-Net on [input, reconstruction]."""
 
@@ -95,7 +104,9 @@ class Draem(Reconstructor):
         super().__init__(channels)
         self.encoder = Encoder(channels, cfg.width, cfg.depth)
         self.decoder = Decoder(channels, cfg.width, cfg.depth)
-        self.segmenter = SegmentationUNet(2 * channels, cfg.disc_width, cfg.disc_depth)
+        self.position_channels = cfg.position_channels
+        seg_in = 2 * channels + (2 if cfg.position_channels else 0)
+        self.segmenter = SegmentationUNet(seg_in, cfg.disc_width, cfg.disc_depth)
         self.focal_gamma = cfg.focal_gamma
         self.input_norm = cfg.input_norm
 
@@ -112,7 +123,8 @@ class Draem(Reconstructor):
             )
         h = self.encoder(xn)
         recon_n = self.decoder(h)
-        logits = self.segmenter(torch.cat([xn, recon_n], dim=1))
+        seg_in = [xn, recon_n, position_grid(xn)] if self.position_channels else [xn, recon_n]
+        logits = self.segmenter(torch.cat(seg_in, dim=1))
         return {
             "recon": offset + scale * recon_n,
             "recon_normalised": recon_n,

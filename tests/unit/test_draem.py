@@ -8,7 +8,7 @@ from pipeline.calibration import calibrate
 from pipeline.config import ModelConfig, load_config
 from pipeline.errors import ConfigError
 from pipeline.models import build_model
-from pipeline.models.draem import focal_loss
+from pipeline.models.draem import focal_loss, position_grid
 from pipeline.preflight import check_before_training
 from pipeline.scoring import InspectionModule, fit_scoring, score_images
 from pipeline.selection import choose_fusion_weights, synthetic_check, synthetic_validation_set
@@ -141,8 +141,14 @@ def test_image_norm_loss_is_measured_in_normalised_units():
     assert parts["recon"] == pytest.approx(float(expected), rel=1e-5)
 
 
-def test_image_norm_exports_to_onnx_with_the_same_outputs(onnx_outputs, tiny_draem_overrides):
-    cfg = load_config(None, [*tiny_draem_overrides, *SCORING, "model.input_norm=image"])
+@pytest.mark.parametrize(
+    "extra",
+    [["model.input_norm=image"], ["model.input_norm=image", "model.position_channels=true"]],
+)
+def test_image_norm_exports_to_onnx_with_the_same_outputs(
+    onnx_outputs, tiny_draem_overrides, extra
+):
+    cfg = load_config(None, [*tiny_draem_overrides, *SCORING, *extra])
     model = build_model(cfg.model, 32, 1).eval()
     module = InspectionModule(model, cfg.score, 32, 1)
     fit_scoring(module, _parts(16), _parts(8, seed=1))
@@ -153,3 +159,30 @@ def test_image_norm_exports_to_onnx_with_the_same_outputs(onnx_outputs, tiny_dra
         t_score, t_map, _ = module(x)
     np.testing.assert_allclose(score, t_score.numpy(), atol=1e-3, rtol=1e-4)
     np.testing.assert_allclose(amap, t_map.numpy(), atol=1e-3, rtol=1e-4)
+
+
+def test_position_grid_spans_the_frame_row_by_column():
+    grid = position_grid(torch.zeros(2, 1, 4, 6))
+    assert grid.shape == (2, 2, 4, 6)
+    assert grid[0, :, 0, 0].tolist() == [-1.0, -1.0]  # top left
+    assert grid[0, :, -1, -1].tolist() == [1.0, 1.0]  # bottom right
+    assert grid[0, 0, :, 0].tolist() == pytest.approx([-1.0, -1 / 3, 1 / 3, 1.0])  # rows go down
+
+
+def test_position_channels_reach_the_segmenter():
+    cfg = ModelConfig(name="draem", width=8, depth=2, disc_width=8, position_channels=True)
+    torch.manual_seed(0)
+    model = build_model(cfg, 32, 1).eval()
+    first = model.segmenter.down[0][0]
+    assert first.in_channels == 4  # input, reconstruction, row, column
+    x = torch.full((1, 1, 32, 32), 0.5)
+    with torch.no_grad():
+        before = model(x)["anomaly"]
+        first.weight[:, 2:] = 0  # blind it to where pixels are
+        after = model(x)["anomaly"]
+    assert (before - after).abs().max() > 1e-4
+
+
+def test_position_channels_refuse_training_on_crops():
+    with pytest.raises(ConfigError, match="position_channels needs whole images"):
+        load_config(None, ["model.name=draem", "model.position_channels=true", "train.crop=64"])

@@ -8,6 +8,8 @@ from pipeline.data.perlin import perlin_mask, perlin_noise
 from pipeline.data.synthetic import (
     AnomalySynthesizer,
     SyntheticConfig,
+    _crack_mask,
+    _cracked,
     _shaded,
     _soft_edged,
     synthesize_batch,
@@ -31,13 +33,21 @@ def _textures(channels: int) -> list[np.ndarray]:
 
 
 @pytest.fixture(
-    params=[(1, False, False), (3, False, False), (1, True, False), (3, True, True)],
-    ids=lambda p: "channels={}, textures={}, shading={}".format(*p),
+    params=[
+        (1, False, False, False),
+        (3, False, False, False),
+        (1, True, False, False),
+        (3, True, True, False),
+        (1, False, True, True),
+        (3, True, False, True),
+    ],
+    ids=lambda p: "channels={}, textures={}, shading={}, cracks={}".format(*p),
 )
 def case(request: pytest.FixtureRequest) -> tuple[AnomalySynthesizer, np.ndarray]:
-    channels, external, shading = request.param
+    channels, external, shading, cracks = request.param
     textures = _textures(channels) if external else None
-    synth = AnomalySynthesizer(SyntheticConfig(shading=shading), textures=textures, seed=3)
+    recipe = SyntheticConfig(shading=shading, cracks=cracks)
+    synth = AnomalySynthesizer(recipe, textures=textures, seed=3)
     return synth, _image(channels)
 
 
@@ -195,3 +205,40 @@ def _level_changes(shading: bool) -> int:
 def test_shading_adds_level_changes_only_when_asked_for() -> None:
     # other sources make a few by chance (a brightened copy of the part itself, faint blends)
     assert _level_changes(shading=True) >= _level_changes(shading=False) + 30
+
+
+def test_cracked_texture_is_the_part_mostly_darker_never_nearly_the_same() -> None:
+    image = np.full((SIZE, SIZE, 1), 100, np.uint8)
+    gains = [
+        float(_cracked(np.random.default_rng(seed), image)[0, 0, 0]) / 100 for seed in range(200)
+    ]
+    assert all(0.2 - 0.01 <= g <= 0.6 + 0.01 or 1.4 - 0.01 <= g <= 1.8 + 0.01 for g in gains)
+    darker = sum(g < 1 for g in gains) / len(gains)
+    assert 0.7 <= darker <= 0.9
+
+
+def _is_thin_line(mask: np.ndarray) -> bool:
+    """One or two strokes a few pixels wide: a 5x5 erosion leaves almost nothing (a sharp turn
+    can leave a pixel at the joint)."""
+    pixels = int(mask.sum())
+    eroded = int(cv2.erode(mask.astype(np.uint8), np.ones((5, 5), np.uint8)).sum())
+    parts = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)[0] - 1
+    return pixels >= 1 and eroded <= 0.05 * pixels and parts <= 2
+
+
+def test_crack_mask_is_a_thin_line_inside_the_image() -> None:
+    for seed in range(100):
+        mask = _crack_mask(np.random.default_rng(seed), (128, 96))
+        assert mask.shape == (128, 96) and set(np.unique(mask)) <= {0.0, 1.0}
+        assert _is_thin_line(mask), f"seed {seed}: not a thin line"
+        assert mask.mean() < 0.1
+
+
+def _thin_lines(cracks: bool) -> int:
+    synth = AnomalySynthesizer(SyntheticConfig(cracks=cracks, clean_fraction=0.0), seed=5)
+    image = _image(1)
+    return sum(_is_thin_line(synth(image, index)[1]) for index in range(300))
+
+
+def test_cracks_add_thin_lines_only_when_asked_for() -> None:
+    assert _thin_lines(cracks=True) >= _thin_lines(cracks=False) + 30
