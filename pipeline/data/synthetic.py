@@ -196,7 +196,7 @@ def _cracked(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
 def _crack_mask(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
     """A thin line that wanders from a random point inside the image, sometimes with a branch.
     Why: Perlin blobs are compact, and a network trained only on blobs misses cracks and
-    scratches a pixel or two wide, the commonest defects of machined and sintered parts."""
+    scratches a pixel or two wide, common defects of machined and sintered parts."""
     height, width = shape
     mask = np.zeros(shape, np.uint8)
     thickness = max(1, round(float(rng.uniform(0.5, 2.0)) * max(shape) / 128))
