@@ -169,6 +169,13 @@ SHADE_RIPPLE = 0.1  # the gain varies by this much across the region
 SHADE_MAX_EXP = 3  # shading covers broad regions: at most 2**3 Perlin cells per axis
 
 
+def _under_gain(image: np.ndarray, gain: float | np.ndarray) -> np.ndarray:
+    """The image multiplied by a gain (a number or an HxW field), rounded back to uint8."""
+    if isinstance(gain, np.ndarray):
+        gain = gain[..., None]
+    return np.clip(np.rint(image.astype(np.float32) * gain), 0, 255).astype(np.uint8)
+
+
 def _shaded(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     """The part itself, darker or brighter under a gently varying gain: uneven lighting,
     discolouration or a coating of different thickness. Every other source changes the texture;
@@ -176,8 +183,7 @@ def _shaded(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     low, high = SHADE_GAINS[int(rng.integers(2))]
     cells = int(2 ** rng.integers(0, 3))
     ripple = 1.0 + SHADE_RIPPLE * perlin_noise(image.shape[:2], (cells, cells), rng)
-    shaded = image.astype(np.float32) * (rng.uniform(low, high) * ripple)[..., None]
-    return np.clip(np.rint(shaded), 0, 255).astype(np.uint8)
+    return _under_gain(image, rng.uniform(low, high) * ripple)
 
 
 CRACK_GAINS = ((0.2, 0.6), (1.4, 1.8))  # mostly darker: a crack is a shadowed gap
@@ -189,8 +195,7 @@ CRACK_TURN = 0.35  # spread of the direction change per segment, radians
 def _cracked(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     """The part itself, much darker (or, less often, brighter): pasted along a crack's line."""
     low, high = CRACK_GAINS[int(rng.random() >= CRACK_DARK_SHARE)]
-    shaded = image.astype(np.float32) * rng.uniform(low, high)
-    return np.clip(np.rint(shaded), 0, 255).astype(np.uint8)
+    return _under_gain(image, rng.uniform(low, high))
 
 
 def _crack_mask(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
