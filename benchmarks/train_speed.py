@@ -30,9 +30,19 @@ from pipeline.training import train_model  # noqa: E402
 
 BEGIN, END = "<!-- train-speed:begin -->", "<!-- train-speed:end -->"
 VARIANTS = {
-    "baseline (NCHW)": ["train.channels_last=false"],
-    "channels-last": ["train.channels_last=true"],
-    "channels-last + compile": ["train.channels_last=true", "train.compile=true"],
+    "baseline (NCHW)": ["train.channels_last=false", "train.amp=false"],
+    "channels-last": ["train.channels_last=true", "train.amp=false"],
+    "channels-last + compile": [
+        "train.channels_last=true",
+        "train.amp=false",
+        "train.compile=true",
+    ],
+    "channels-last + bf16": ["train.channels_last=true", "train.amp=true"],
+    "channels-last + bf16 + compile": [
+        "train.channels_last=true",
+        "train.amp=true",
+        "train.compile=true",
+    ],
 }
 
 
@@ -59,6 +69,7 @@ def measure(model: str, size: int, epochs: int, sets: list[str], splits) -> dict
         "epoch_images": max(len(splits.fit), cfg.train.epoch_images or 0),
         "wall_seconds": time.perf_counter() - began,
         "device": result.device,
+        "bf16_autocast": result.bf16_autocast,
     }
 
 

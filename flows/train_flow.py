@@ -170,6 +170,7 @@ def log_and_register(
             "train_seconds": result.seconds,
             "train_images_per_s": result.mean_of("images_per_s"),
             "data_wait_share": result.mean_of("data_wait_share"),
+            "train_bf16_autocast": float(result.bf16_autocast),
             "best_epoch": result.best_epoch,
             "skipped_images": len(splits.skipped) + evaluation.skipped,
             "n_fit": len(splits.fit),

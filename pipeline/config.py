@@ -145,7 +145,11 @@ class TrainConfig(StrictSection):
         None, gt=0, description="Stop after this much training time (the schedule still ends)."
     )
     channels_last: bool = Field(True, description="NHWC memory layout: faster convs on CPU/GPU.")
-    amp: bool = Field(True, description="bfloat16 autocast on CUDA (ignored on CPU).")
+    amp: bool = Field(
+        True,
+        description="bfloat16 autocast for the training forward pass, on CUDA and on CPUs "
+        "with native bfloat16 (ignored on other CPUs, where it would be slower).",
+    )
     compile: bool = Field(False, description="torch.compile the model for training.")
     loader_threads: int = Field(
         1,
