@@ -148,7 +148,7 @@ class TrainConfig(StrictSection):
     amp: bool = Field(
         True,
         description="bfloat16 autocast for the training forward pass, on CUDA and on CPUs "
-        "with native bfloat16 (ignored on other CPUs, where it would be slower).",
+        "with native bfloat16 (ignored on other CPUs, which lack the bfloat16 kernels).",
     )
     compile: bool = Field(False, description="torch.compile the model for training.")
     loader_threads: int = Field(

@@ -43,6 +43,34 @@ def test_same_seed_same_weights():
         assert torch.equal(va, vb), ka
 
 
+NATIVE_BF16_CPU = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def test_amp_off_trains_in_float32_everywhere():
+    imgs = _images()
+    result = train_model(load_config(None, [*TINY, "train.amp=false"]), imgs[:18], imgs[18:], 1)
+    assert result.bf16_autocast is False
+
+
+@pytest.mark.skipif(not NATIVE_BF16_CPU, reason="this CPU has no native bfloat16")
+def test_bf16_autocast_on_a_capable_cpu_is_used_and_still_learns():
+    """On a CPU with native bfloat16 `train.amp` switches autocast on: the weights differ from a
+    float32 run of the same seed, and the loss still falls."""
+    imgs = _images()
+    on = train_model(load_config(None, [*TINY, "train.epochs=6"]), imgs[:18], imgs[18:], 1)
+    off = train_model(
+        load_config(None, [*TINY, "train.epochs=6", "train.amp=false"]), imgs[:18], imgs[18:], 1
+    )
+    assert on.bf16_autocast and not off.bf16_autocast
+    losses = [row["train_loss"] for row in on.history]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+    differs = [
+        not torch.equal(a, b)
+        for a, b in zip(on.model.parameters(), off.model.parameters(), strict=True)
+    ]
+    assert any(differs)
+
+
 class _Killed(Exception):
     pass
 
