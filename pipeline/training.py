@@ -150,11 +150,11 @@ def train_one_epoch(
     cfg: RunConfig,
     device: torch.device,
     ema: AveragedModel | None = None,
+    bf16: bool = False,
 ) -> dict[str, float]:
-    """One pass over the loader (updating `ema` after every step); returns the mean loss,
-    images/s and the data-wait share."""
+    """One pass over the loader (updating `ema` after every step, the forward pass under
+    bfloat16 autocast if `bf16`); returns the mean loss, images/s and the data-wait share."""
     model.train()
-    amp = cfg.train.amp and bf16_autocast_pays(device)
     adversarial = cfg.train.adversarial
     total, count = 0.0, 0
     began = time.perf_counter()
@@ -172,7 +172,7 @@ def train_one_epoch(
                 adversarial.steps,
                 cfg.train.ssim_weight,
             )
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             out = model(inputs)
         # the loss in float32: SSIM's variances cancel badly in bfloat16
         out = {name: value.float() for name, value in out.items()}
@@ -312,7 +312,11 @@ def train_model(
                 threads=cfg.train.loader_threads,
             )
             row: dict[str, float] = {"epoch": epoch + 1}
-            row.update(train_one_epoch(step_model, optimizer, loader, cfg, device, ema))
+            row.update(
+                train_one_epoch(
+                    step_model, optimizer, loader, cfg, device, ema, result.bf16_autocast
+                )
+            )
             row["val_loss"] = evaluate_loss(judged, val_images, cfg, device)
             objective = row["val_loss"]
             if sset is not None:
