@@ -4,16 +4,17 @@ training time and scoring throughput.
 
     python benchmarks/quality.py [--datasets demo magnetic_tile battery_weld] [--models ae draem]
 
-Writes benchmarks/results/quality-<date>.json (rows of other pairs measured the same day on the
-same machine are kept, so a subset can be re-run) and rewrites the table in
-benchmarks/README.md between the markers. Runs go through the real train flow, into a
-workspace of their own (benchmarks/.workspace, not committed).
+Writes benchmarks/results/quality-<date>.json (rows of other pairs from the newest such file of
+the same machine are kept with the date they were measured, so a subset can be re-run) and
+rewrites the table in benchmarks/README.md between the markers. Runs go through the real train
+flow, into a workspace of their own (benchmarks/.workspace, not committed).
 """
 
 import argparse
 import json
 import os
 import platform
+import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +45,7 @@ DATASETS = {
 MODELS = ["ae", "vae", "draem"]
 BEGIN, END = "<!-- quality:begin -->", "<!-- quality:end -->"
 DEFECTS_BEGIN, DEFECTS_END = "<!-- quality-defects:begin -->", "<!-- quality-defects:end -->"
+FULL_RESULTS = re.compile(r"quality-\d{4}-\d{2}-\d{2}")  # not the named ablation files
 
 
 def machine() -> str:
@@ -93,17 +95,30 @@ def run_one(dataset: str, model: str, extra: list[str]) -> dict:
     }
 
 
+def latest_rows(where: str) -> list[dict]:
+    """Rows of the newest full results file from this machine, each with the date it was
+    measured, so a re-run of one pair on a later day keeps the others in the table."""
+    files = sorted(
+        p for p in (HERE / "results").glob("quality-*.json") if FULL_RESULTS.fullmatch(p.stem)
+    )
+    for path in reversed(files):
+        old = json.loads(path.read_text())
+        if old.get("machine") == where:
+            return [{**r, "date": r.get("date", old["date"])} for r in old["results"]]
+    return []
+
+
 def fmt(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def table(results: list[dict], when: str, where: str) -> str:
+def table(results: list[dict], where: str) -> str:
     lines = [
-        f"Measured {when} on {where}.",
+        f"Measured on {where}; the last column is the date of each row.",
         "",
         "| dataset | model | image AUROC | pixel AUROC | PRO | alpha | FAR@thr | recall@thr "
-        "| synthetic recall@thr | train s | train img/s | data wait | score img/s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| synthetic recall@thr | train s | train img/s | data wait | score img/s | date |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
@@ -111,7 +126,7 @@ def table(results: list[dict], when: str, where: str) -> str:
             f"| {fmt(r['pro'])} | {r['alpha']} | {fmt(r['false_alarm_rate'])} "
             f"| {fmt(r['recall'])} | {fmt(r.get('synthetic_recall'))} | {r['train_seconds']:.0f} "
             f"| {fmt(r.get('train_images_per_s'), 1)} | {fmt(r.get('data_wait_share'))} "
-            f"| {fmt(r['scoring_images_per_s'], 1)} |"
+            f"| {fmt(r['scoring_images_per_s'], 1)} | {r['date']} |"
         )
     return "\n".join(lines)
 
@@ -152,18 +167,13 @@ def main() -> None:
     when = datetime.now(UTC).strftime("%Y-%m-%d")
     where = machine()
     out = HERE / "results" / f"quality-{when}.json"
-    # rows of other (dataset, model) pairs measured the same day on the same machine are kept
-    kept = []
-    if out.exists():
-        old = json.loads(out.read_text())
-        if old.get("machine") == where:
-            chosen = {(d, m) for d in args.datasets for m in args.models}
-            kept = [r for r in old["results"] if (r["dataset"], r["model"]) not in chosen]
+    chosen = {(d, m) for d in args.datasets for m in args.models}
+    kept = [r for r in latest_rows(where) if (r["dataset"], r["model"]) not in chosen]
     results = []
     for dataset in args.datasets:
         for model in args.models:
             print(f"== {dataset} / {model}", flush=True)
-            results.append(run_one(dataset, model, args.set or []))
+            results.append({**run_one(dataset, model, args.set or []), "date": when})
             print(json.dumps({k: v for k, v in results[-1].items() if k != "config"}), flush=True)
     order = {(d, m): i for i, (d, m) in enumerate((d, m) for d in DATASETS for m in MODELS)}
     results = sorted(kept + results, key=lambda r: order.get((r["dataset"], r["model"]), 99))
@@ -171,7 +181,7 @@ def main() -> None:
     out.write_text(
         json.dumps({"date": when, "machine": where, "results": results}, indent=2) + "\n"
     )
-    update_readme(table(results, when, where))
+    update_readme(table(results, where))
     update_readme(defect_table(results), DEFECTS_BEGIN, DEFECTS_END)
     print(f"wrote {out}")
 
