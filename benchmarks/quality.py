@@ -3,11 +3,14 @@ image AUROC, pixel AUROC, PRO, false-alarm rate and recall at the calibrated thr
 training time and scoring throughput.
 
     python benchmarks/quality.py [--datasets demo magnetic_tile battery_weld] [--models ae draem]
+        [--set key=value ...] [--tag ablation-name]
 
 Writes benchmarks/results/quality-<date>.json (rows of other pairs from the newest such file of
 the same machine are kept with the date they were measured, so a subset can be re-run) and
 rewrites the table in benchmarks/README.md between the markers. Runs go through the real train
-flow, into a workspace of their own (benchmarks/.workspace, not committed).
+flow, into a workspace of their own (benchmarks/.workspace, not committed). With --tag the
+rows go to quality-<date>-<tag>.json alone and the table is left as it is: for ablations and
+repeats that should be kept but not replace the benchmark's rows.
 """
 
 import argparse
@@ -163,12 +166,19 @@ def main() -> None:
     parser.add_argument(
         "--set", action="append", help="Config override for every run (recorded in the row)."
     )
+    parser.add_argument("--tag", help="Write quality-<date>-<tag>.json only; leave the table.")
     args = parser.parse_args()
+    if args.tag and not re.fullmatch(r"[a-z0-9][a-z0-9-]*", args.tag):
+        parser.error(f"--tag {args.tag!r}: use lower-case letters, digits and '-'")
     when = datetime.now(UTC).strftime("%Y-%m-%d")
     where = machine()
-    out = HERE / "results" / f"quality-{when}.json"
+    out = HERE / "results" / f"quality-{when}{'-' + args.tag if args.tag else ''}.json"
     chosen = {(d, m) for d in args.datasets for m in args.models}
-    kept = [r for r in latest_rows(where) if (r["dataset"], r["model"]) not in chosen]
+    kept = (
+        []
+        if args.tag
+        else [r for r in latest_rows(where) if (r["dataset"], r["model"]) not in chosen]
+    )
     results = []
     for dataset in args.datasets:
         for model in args.models:
@@ -181,8 +191,9 @@ def main() -> None:
     out.write_text(
         json.dumps({"date": when, "machine": where, "results": results}, indent=2) + "\n"
     )
-    update_readme(table(results, where))
-    update_readme(defect_table(results), DEFECTS_BEGIN, DEFECTS_END)
+    if not args.tag:
+        update_readme(table(results, where))
+        update_readme(defect_table(results), DEFECTS_BEGIN, DEFECTS_END)
     print(f"wrote {out}")
 
 

@@ -150,6 +150,13 @@ def batches(images: np.ndarray, batch_size: int) -> Iterator[torch.Tensor]:
 
 
 @torch.no_grad()
+def raw_maps_of(module: InspectionModule, images: np.ndarray, batch_size: int = 32) -> torch.Tensor:
+    """Un-normalised maps (N, K, H, W) of many images, on the CPU, batch by batch."""
+    device = module.threshold.device
+    return torch.cat([module.raw_maps(b.to(device)).cpu() for b in batches(images, batch_size)])
+
+
+@torch.no_grad()
 def fit_scoring(
     module: InspectionModule, fit_images: np.ndarray, val_images: np.ndarray, batch_size: int = 32
 ) -> dict[str, dict[str, float]]:
@@ -162,7 +169,7 @@ def fit_scoring(
             module.model(b.to(device))["features"].cpu() for b in batches(fit_images, batch_size)
         ]
         module.latent.fit(torch.cat(feats))
-    raws = torch.cat([module.raw_maps(b.to(device)).cpu() for b in batches(val_images, batch_size)])
+    raws = raw_maps_of(module, val_images, batch_size)
     stats = {}
     for i, name in enumerate(module.map_names):
         values = raws[:, i].flatten()

@@ -18,7 +18,7 @@ from data_contracts import SyntheticCheck
 from pipeline.config import AnomalyConfig
 from pipeline.data.synthetic import build_synthesizer, synthesize_batch
 from pipeline.metrics import image_auroc, pixel_auroc
-from pipeline.scoring import InspectionModule, batches, score_images
+from pipeline.scoring import InspectionModule, raw_maps_of, score_images
 
 MIN_ANOMALOUS = 64  # small validation splits are reused with fresh anomalies up to this many
 FUSION_STEPS = (0.0, 0.5, 1.0)  # candidate weight of each map, before normalising
@@ -52,12 +52,6 @@ def detection_quality(sset: SyntheticSet, scores: np.ndarray, maps: np.ndarray) 
     return {"image_auroc": img, "pixel_auroc": pix, "objective": (img + pix) / 2}
 
 
-@torch.no_grad()
-def _raw_maps(module: InspectionModule, images: np.ndarray, batch_size: int) -> torch.Tensor:
-    device = module.threshold.device
-    return torch.cat([module.raw_maps(b.to(device)).cpu() for b in batches(images, batch_size)])
-
-
 def _candidates(k: int) -> list[tuple[float, ...]]:
     """Weight vectors over k maps on a small grid, normalised, without repeats or all-zero."""
     seen: dict[tuple[float, ...], None] = {}
@@ -74,7 +68,7 @@ def choose_fusion_weights(
 ) -> list[dict]:
     """Try each weight combination of the module's (already normalised) maps on the synthetic
     set, keep the best in `module.weights`; returns every candidate with its quality."""
-    raw = _raw_maps(module, sset.images, batch_size).to(module.threshold.device)
+    raw = raw_maps_of(module, sset.images, batch_size).to(module.threshold.device)
     rows = []
     for weights in _candidates(len(module.map_names)):
         module.weights.copy_(torch.tensor(weights))
