@@ -346,5 +346,6 @@ def load_config(path: Path | None = None, overrides: list[str] | None = None) ->
         tree = read_yaml_mapping(path)
     for assignment in overrides or []:
         _apply_override(tree, assignment)
+    if overrides:
         source = f"{source} + --set"
     return validated(RunConfig, tree, source)

@@ -42,6 +42,17 @@ def test_override_unknown_key_and_bad_value():
         load_config(None, ["train.epochs"])
 
 
+def test_error_names_the_file_and_the_overrides_once(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  epochs: 3\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, ["train.lr=0.01", "train.batch_size=8", "train.amp=maybe"])
+    message = str(info.value)
+    assert message.startswith(f"{path} + --set:")
+    assert message.count("--set") == 1
+    assert "train.amp" in message
+
+
 def test_missing_and_invalid_files(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")
