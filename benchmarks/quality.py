@@ -168,8 +168,8 @@ def main() -> None:
     )
     parser.add_argument("--tag", help="Write quality-<date>-<tag>.json only; leave the table.")
     args = parser.parse_args()
-    if args.tag and not re.fullmatch(r"[a-z0-9][a-z0-9-]*", args.tag):
-        parser.error(f"--tag {args.tag!r}: use lower-case letters, digits and '-'")
+    if args.tag and not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", args.tag):
+        parser.error(f"--tag {args.tag!r}: use lower-case letters, digits, '-' and '_'")
     when = datetime.now(UTC).strftime("%Y-%m-%d")
     where = machine()
     out = HERE / "results" / f"quality-{when}{'-' + args.tag if args.tag else ''}.json"
