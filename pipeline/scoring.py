@@ -160,8 +160,8 @@ def raw_maps_of(module: InspectionModule, images: np.ndarray, batch_size: int = 
 def fit_scoring(
     module: InspectionModule, fit_images: np.ndarray, val_images: np.ndarray, batch_size: int = 32
 ) -> dict[str, dict[str, float]]:
-    """Fit the latent Gaussian on training images, then each map's centre and scale on held-out
-    good images (median and a robust spread), so maps of different units fuse on equal terms."""
+    """Fit the latent Gaussian on training images, then each map's normalisation on held-out
+    good images."""
     module.eval()
     device = module.threshold.device
     if "mahalanobis" in module.map_names:
@@ -169,7 +169,14 @@ def fit_scoring(
             module.model(b.to(device))["features"].cpu() for b in batches(fit_images, batch_size)
         ]
         module.latent.fit(torch.cat(feats))
-    raws = raw_maps_of(module, val_images, batch_size)
+    return fit_map_normalisation(module, raw_maps_of(module, val_images, batch_size))
+
+
+def fit_map_normalisation(
+    module: InspectionModule, raws: torch.Tensor
+) -> dict[str, dict[str, float]]:
+    """Each map's centre (median) and robust spread on raw maps of held-out good images, so
+    maps of different units fuse on equal terms."""
     stats = {}
     for i, name in enumerate(module.map_names):
         values = raws[:, i].flatten()
