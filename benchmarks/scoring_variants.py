@@ -15,11 +15,8 @@ for every variant, as `fit_scoring` does. Writes benchmarks/results/scoring-vari
 and the table in benchmarks/README.md.
 """
 
-import argparse
-import json
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -28,7 +25,8 @@ sys.path.insert(0, str(HERE.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from benchmarks.quality import fmt, machine, update_readme  # noqa: E402
+from benchmarks.bundle_study import run_study  # noqa: E402
+from benchmarks.quality import fmt  # noqa: E402
 from pipeline.bundle import load_bundle  # noqa: E402
 from pipeline.data.mvtec import load_test_set, load_train_splits  # noqa: E402
 from pipeline.metrics import image_auroc, pixel_auroc  # noqa: E402
@@ -147,20 +145,13 @@ def table(results: list[dict], when: str, where: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="train-flow run folders")
-    args = parser.parse_args()
-    when = datetime.now(UTC).strftime("%Y-%m-%d")
-    where = machine()
-    results = [variants(run) for run in args.runs]
-    for r in results:
-        print(json.dumps(r), flush=True)
-    out = HERE / "results" / f"scoring-variants-{when}.json"
-    out.write_text(
-        json.dumps({"date": when, "machine": where, "results": results}, indent=2) + "\n"
+    run_study(
+        __doc__.splitlines()[0],
+        "scoring-variants",
+        (BEGIN, END),
+        variants,
+        table,
     )
-    update_readme(table(results, when, where), BEGIN, END)
-    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -10,11 +10,8 @@ of both sets are computed once and each setting is applied by the bundle's own m
 benchmarks/results/selection-agreement-<date>.json and the table in benchmarks/README.md.
 """
 
-import argparse
 import itertools
-import json
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -23,7 +20,8 @@ sys.path.insert(0, str(HERE.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from benchmarks.quality import fmt, machine, update_readme  # noqa: E402
+from benchmarks.bundle_study import run_study  # noqa: E402
+from benchmarks.quality import fmt  # noqa: E402
 from pipeline.bundle import load_bundle  # noqa: E402
 from pipeline.data.mvtec import load_test_set, load_train_splits  # noqa: E402
 from pipeline.scoring import InspectionModule, raw_maps_of, smoothing_kernel  # noqa: E402
@@ -122,20 +120,14 @@ def table(results: list[dict], when: str, where: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="train-flow run folders")
-    args = parser.parse_args()
-    when = datetime.now(UTC).strftime("%Y-%m-%d")
-    where = machine()
-    results = [grid(run) for run in args.runs]
-    for r in results:
-        print(json.dumps({k: v for k, v in r.items() if k != "grid"}), flush=True)
-    out = HERE / "results" / f"selection-agreement-{when}.json"
-    out.write_text(
-        json.dumps({"date": when, "machine": where, "results": results}, indent=2) + "\n"
+    run_study(
+        __doc__.splitlines()[0],
+        "selection-agreement",
+        (BEGIN, END),
+        grid,
+        table,
+        printed=lambda r: {k: v for k, v in r.items() if k != "grid"},
     )
-    update_readme(table(results, when, where), BEGIN, END)
-    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
