@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks.quality import HERE, machine, update_readme
+from pipeline.errors import InspectError
 
 
 def run_study(
@@ -25,7 +26,10 @@ def run_study(
     args = parser.parse_args()
     when = datetime.now(UTC).strftime("%Y-%m-%d")
     where = machine()
-    results = [analyse(run) for run in args.runs]
+    try:
+        results = [analyse(run) for run in args.runs]
+    except InspectError as exc:  # a wrong folder or a broken bundle: one line, nothing written
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
     for r in results:
         print(json.dumps(printed(r)), flush=True)
     out = HERE / "results" / f"{name}-{when}.json"
