@@ -91,6 +91,11 @@ class AnomalyConfig(StrictSection):
         description="Also paste thin wandering lines of the part's own texture, darker or "
         "brighter (cracks, scratches), which Perlin blobs do not resemble.",
     )
+    bands: bool = Field(
+        False,
+        description="Also paste a band of the part's own texture, darker or brighter, running in "
+        "from one edge to a sharp, nearly straight step (uneven grinding, a coating edge).",
+    )
 
     @model_validator(mode="after")
     def _opacity_range(self) -> "AnomalyConfig":

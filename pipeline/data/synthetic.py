@@ -12,7 +12,8 @@ Recipe per sample, all randomness drawn from `np.random.default_rng([seed, epoch
 3. A texture source is picked uniformly among: a procedural texture, an external texture (when
    given), the image itself shifted and flipped, plain Perlin noise, (with `shading`) the
    image itself in place under a smooth gain, blended with soft edges and not augmented, or
-   (with `cracks`) the image itself darkened or brightened along a thin wandering line.
+   (with `cracks`) the image itself darkened or brightened along a thin wandering line, or
+   (with `bands`) the image itself under a gain in a band running in from one of its edges.
 4. `n_augment` distinct photometric augmentations change the texture's appearance.
 5. The texture is blended into the mask with opacity beta (see `AnomalySynthesizer`).
 """
@@ -52,6 +53,7 @@ class SyntheticConfig:
     n_augment: int = 3  # photometric augmentations applied to the texture source
     shading: bool = False  # also offer the part's own texture under a smooth gain change
     cracks: bool = False  # also offer thin wandering lines, darker or brighter than the part
+    bands: bool = False  # also offer a band from one edge, darker or brighter, with a sharp step
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.clean_fraction <= 1.0:
@@ -198,6 +200,17 @@ def _cracked(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     return _under_gain(image, rng.uniform(low, high))
 
 
+BAND_GAINS = ((0.6, 0.85), (1.15, 1.5))  # a step in level: milder than shading's blobs
+
+
+def _banded(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """The part itself, darker or brighter under a gently varying gain: a stepped surface."""
+    low, high = BAND_GAINS[int(rng.integers(2))]
+    cells = int(2 ** rng.integers(0, 2))
+    ripple = 1.0 + SHADE_RIPPLE * perlin_noise(image.shape[:2], (cells, cells), rng)
+    return _under_gain(image, rng.uniform(low, high) * ripple)
+
+
 def _crack_mask(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
     """A thin line that wanders from a random point inside the image, sometimes with a branch.
     Why: Perlin blobs are compact, and a network trained only on blobs misses cracks and
@@ -216,6 +229,37 @@ def _crack_mask(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
         cv2.polylines(mask, [np.rint(points).astype(np.int32)], False, 1, thickness)
         start = points[int(rng.integers(1, len(points)))]
     return mask.astype(np.float32)
+
+
+BAND_DEPTH = (0.08, 0.5)  # of the image across the band
+BAND_WOBBLE = 0.015  # the step line strays this far (of the image) from a straight line
+BAND_TILT = 0.15  # at most this slope against the edge it runs along
+
+
+def _band_mask(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """A band from one image edge to a nearly straight line across the whole part.
+    Why: a ground or coated surface that steps in level (uneven grinding, a misplaced coating
+    edge) is flagged over the whole stepped region, which reaches the part's border; Perlin blobs
+    are islands inside the image and never look like that."""
+    height, width = shape
+    side = int(rng.integers(4))  # 0 top, 1 bottom, 2 left, 3 right
+    across, along = (height, width) if side < 2 else (width, height)
+    position = np.arange(along, dtype=np.float32) - along / 2
+    cycles = rng.uniform(0.5, 2.0, 2)
+    phases = rng.uniform(0, 2 * np.pi, 2)
+    wobble = sum(
+        np.sin(2 * np.pi * c * position / along + p) for c, p in zip(cycles, phases, strict=True)
+    )
+    line = (
+        rng.uniform(*BAND_DEPTH) * across
+        + rng.uniform(-BAND_TILT, BAND_TILT) * position
+        + 0.5 * BAND_WOBBLE * across * wobble
+    )
+    depth = np.arange(across, dtype=np.float32)[:, None]
+    mask = (depth < np.clip(line, 1, across - 1)[None, :]).astype(np.float32)  # across x along
+    if side % 2:
+        mask = mask[::-1]
+    return np.ascontiguousarray(mask if side < 2 else mask.T)
 
 
 def _soft_edged(mask: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
@@ -306,6 +350,9 @@ class AnomalySynthesizer:
         elif source is _cracked:  # a line, not a blob; strong enough to be seen at its width
             mask = _crack_mask(rng, (height, width))
             weight = (float(rng.uniform(max(cfg.opacity[0], 0.5), 1.0)) * mask)[..., None]
+        elif source is _banded:  # the part's own level change, with the step as its edge
+            mask = _band_mask(rng, (height, width))
+            weight = mask[..., None]
         else:
             texture = _augment(texture, rng, cfg.n_augment)
             weight = (float(rng.uniform(*cfg.opacity)) * mask)[..., None]
@@ -319,6 +366,8 @@ class AnomalySynthesizer:
             sources.append(_shaded)
         if self.cfg.cracks:
             sources.append(_cracked)
+        if self.cfg.bands:
+            sources.append(_banded)
         if self.textures:
             sources.append(self._external)
         return sources[int(rng.integers(len(sources)))]
@@ -357,5 +406,6 @@ def build_synthesizer(
         max_exp=cfg.max_exp,
         shading=cfg.shading,
         cracks=cfg.cracks,
+        bands=cfg.bands,
     )
     return AnomalySynthesizer(recipe, textures, seed=seed)

@@ -8,6 +8,8 @@ from pipeline.data.perlin import perlin_mask, perlin_noise
 from pipeline.data.synthetic import (
     AnomalySynthesizer,
     SyntheticConfig,
+    _band_mask,
+    _banded,
     _crack_mask,
     _cracked,
     _shaded,
@@ -34,19 +36,21 @@ def _textures(channels: int) -> list[np.ndarray]:
 
 @pytest.fixture(
     params=[
-        (1, False, False, False),
-        (3, False, False, False),
-        (1, True, False, False),
-        (3, True, True, False),
-        (1, False, True, True),
-        (3, True, False, True),
+        (1, False, False, False, False),
+        (3, False, False, False, False),
+        (1, True, False, False, False),
+        (3, True, True, False, False),
+        (1, False, True, True, False),
+        (3, True, False, True, False),
+        (1, False, True, True, True),
+        (3, True, False, False, True),
     ],
-    ids=lambda p: "channels={}, textures={}, shading={}, cracks={}".format(*p),
+    ids=lambda p: "channels={}, textures={}, shading={}, cracks={}, bands={}".format(*p),
 )
 def case(request: pytest.FixtureRequest) -> tuple[AnomalySynthesizer, np.ndarray]:
-    channels, external, shading, cracks = request.param
+    channels, external, shading, cracks, bands = request.param
     textures = _textures(channels) if external else None
-    recipe = SyntheticConfig(shading=shading, cracks=cracks)
+    recipe = SyntheticConfig(shading=shading, cracks=cracks, bands=bands)
     synth = AnomalySynthesizer(recipe, textures=textures, seed=3)
     return synth, _image(channels)
 
@@ -242,3 +246,44 @@ def _thin_lines(cracks: bool) -> int:
 
 def test_cracks_add_thin_lines_only_when_asked_for() -> None:
     assert _thin_lines(cracks=True) >= _thin_lines(cracks=False) + 30
+
+
+def _edge_band_side(mask: np.ndarray) -> int | None:
+    """The side (0 top, 1 bottom, 2 left, 3 right) that a band mask fills end to end while the
+    opposite side stays clear, or None when the mask is not such a band."""
+    sides = (mask[0], mask[-1], mask[:, 0], mask[:, -1])
+    for side, edge in enumerate(sides):
+        if edge.all() and not sides[side ^ 1].any():
+            return side
+    return None
+
+
+def test_band_mask_runs_in_from_one_edge_as_one_region() -> None:
+    sides = set()
+    for seed in range(100):
+        mask = _band_mask(np.random.default_rng(seed), (96, 128))
+        assert mask.shape == (96, 128) and set(np.unique(mask)) <= {0.0, 1.0}
+        side = _edge_band_side(mask)
+        assert side is not None, f"seed {seed}: not a band from one edge"
+        sides.add(side)
+        assert 0.02 < mask.mean() < 0.7
+        assert cv2.connectedComponents(mask.astype(np.uint8), connectivity=4)[0] - 1 == 1
+    assert sides == {0, 1, 2, 3}
+
+
+def test_banded_texture_is_the_part_under_a_gain_away_from_one() -> None:
+    image = np.full((SIZE, SIZE, 1), 100, np.uint8)
+    for seed in range(40):
+        gain = _banded(np.random.default_rng(seed), image).astype(float) / 100.0
+        assert gain.min() >= 0.6 * 0.9 - 0.01 and gain.max() <= 1.5 * 1.1 + 0.01
+        assert abs(np.median(gain) - 1.0) > 0.1
+
+
+def _edge_bands(bands: bool) -> int:
+    synth = AnomalySynthesizer(SyntheticConfig(bands=bands, clean_fraction=0.0), seed=5)
+    image = _image(1)
+    return sum(_edge_band_side(synth(image, index)[1]) is not None for index in range(300))
+
+
+def test_bands_add_edge_bands_only_when_asked_for() -> None:
+    assert _edge_bands(bands=True) >= _edge_bands(bands=False) + 30
