@@ -178,14 +178,22 @@ def _under_gain(image: np.ndarray, gain: float | np.ndarray) -> np.ndarray:
     return np.clip(np.rint(image.astype(np.float32) * gain), 0, 255).astype(np.uint8)
 
 
+def _regained(
+    rng: np.random.Generator, image: np.ndarray, gains: tuple[tuple[float, float], ...], exp: int
+) -> np.ndarray:
+    """The part itself under a gain drawn from one of `gains`, rippling by SHADE_RIPPLE over at
+    most 2**(exp - 1) Perlin cells per axis: a level change that keeps the texture."""
+    low, high = gains[int(rng.integers(2))]
+    cells = int(2 ** rng.integers(0, exp))
+    ripple = 1.0 + SHADE_RIPPLE * perlin_noise(image.shape[:2], (cells, cells), rng)
+    return _under_gain(image, rng.uniform(low, high) * ripple)
+
+
 def _shaded(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     """The part itself, darker or brighter under a gently varying gain: uneven lighting,
     discolouration or a coating of different thickness. Every other source changes the texture;
     this one keeps it and moves only the level, which is how such defects look."""
-    low, high = SHADE_GAINS[int(rng.integers(2))]
-    cells = int(2 ** rng.integers(0, 3))
-    ripple = 1.0 + SHADE_RIPPLE * perlin_noise(image.shape[:2], (cells, cells), rng)
-    return _under_gain(image, rng.uniform(low, high) * ripple)
+    return _regained(rng, image, SHADE_GAINS, 3)
 
 
 CRACK_GAINS = ((0.2, 0.6), (1.4, 1.8))  # mostly darker: a crack is a shadowed gap
@@ -205,10 +213,7 @@ BAND_GAINS = ((0.6, 0.85), (1.15, 1.5))  # a step in level: milder than shading'
 
 def _banded(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     """The part itself, darker or brighter under a gently varying gain: a stepped surface."""
-    low, high = BAND_GAINS[int(rng.integers(2))]
-    cells = int(2 ** rng.integers(0, 2))
-    ripple = 1.0 + SHADE_RIPPLE * perlin_noise(image.shape[:2], (cells, cells), rng)
-    return _under_gain(image, rng.uniform(low, high) * ripple)
+    return _regained(rng, image, BAND_GAINS, 2)
 
 
 def _crack_mask(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
