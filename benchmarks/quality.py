@@ -57,7 +57,9 @@ def machine() -> str:
     return f"{platform.machine()} {cpus} cores, {platform.system()}, Python {py}"
 
 
-def run_one(dataset: str, model: str, extra: list[str]) -> dict:
+def run_one(dataset: str, model: str, extra: list[str], root: Path | None = None) -> dict:
+    """Train one model through the train flow and return its row; `root` replaces the
+    dataset's folder (a prepared copy of it), and the row still names the dataset."""
     spec = DATASETS[dataset]
     sets = [
         *spec["sets"],
@@ -67,7 +69,7 @@ def run_one(dataset: str, model: str, extra: list[str]) -> dict:
         f"name=bench-{dataset}-{model}",
     ]
     if spec["path"] is not None:
-        sets.append(f"data.path={spec['path']}")
+        sets.append(f"data.path={root or spec['path']}")
     cfg = load_config(REPO / "configs" / f"{model}.yaml", sets)
     outcome = train_flow(cfg)
     r = outcome.evaluation.report
@@ -95,6 +97,7 @@ def run_one(dataset: str, model: str, extra: list[str]) -> dict:
         "n_defect": r.n_defect,
         "per_defect": [d.model_dump(mode="json") for d in r.per_defect],
         "mlflow_run": outcome.run_id,
+        "run": outcome.run_dir.name,
     }
 
 
