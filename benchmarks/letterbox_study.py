@@ -27,10 +27,12 @@ sys.path.insert(0, str(HERE.parent))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from benchmarks.quality import DATASETS, machine, run_one  # noqa: E402
+from benchmarks.quality import DATASETS, REPO, machine, run_one  # noqa: E402
 from pipeline.bundle import load_bundle  # noqa: E402
+from pipeline.config import load_config  # noqa: E402
 from pipeline.data.images import IMAGE_SUFFIXES  # noqa: E402
 from pipeline.data.mvtec import load_test_set  # noqa: E402
+from pipeline.errors import InspectError  # noqa: E402
 from pipeline.metrics import pixel_auroc  # noqa: E402
 from pipeline.scoring import score_images  # noqa: E402
 
@@ -107,10 +109,17 @@ def main() -> None:
     parser.add_argument("--tag", required=True, help="Writes quality-<date>-<tag>.json.")
     args = parser.parse_args()
     when = datetime.now(UTC).strftime("%Y-%m-%d")
+    try:  # a typo in --set: one line, before the copy is made
+        load_config(REPO / "configs" / f"{args.model}.yaml", args.set)
+    except InspectError as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
     with tempfile.TemporaryDirectory(prefix="letterbox-") as tmp:
         root = Path(tmp) / args.dataset
         boxes = letterboxed_copy(DATASETS[args.dataset]["path"], root)
-        row = run_one(args.dataset, args.model, args.set, root)
+        try:  # a missing or broken dataset: one line
+            row = run_one(args.dataset, args.model, args.set, root)
+        except InspectError as exc:
+            parser.exit(2, f"{parser.prog}: error: {exc}\n")
         row.update(tile_pixel_auroc(HERE / ".workspace" / "runs" / row["run"], root, boxes))
     row.update(input="letterbox", pixel_auroc_with_pad=row.pop("pixel_auroc"), date=when)
     row.pop("pro")  # pad pixels inflate it, see the docstring

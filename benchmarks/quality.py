@@ -34,6 +34,7 @@ configure_environment()
 
 from flows.train_flow import train_flow  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
+from pipeline.errors import InspectError  # noqa: E402
 
 # Per-dataset settings that the data forces: battery_weld has 48 good training images, so
 # its calibration split (12) supports a 10 % false-alarm budget at best.
@@ -182,11 +183,19 @@ def main() -> None:
         if args.tag
         else [r for r in latest_rows(where) if (r["dataset"], r["model"]) not in chosen]
     )
+    try:  # a typo in --set fails here, in one line, before hours of training
+        for model in args.models:
+            load_config(REPO / "configs" / f"{model}.yaml", args.set or [])
+    except InspectError as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
     results = []
     for dataset in args.datasets:
         for model in args.models:
             print(f"== {dataset} / {model}", flush=True)
-            results.append({**run_one(dataset, model, args.set or []), "date": when})
+            try:  # a broken dataset: one line
+                results.append({**run_one(dataset, model, args.set or []), "date": when})
+            except InspectError as exc:
+                parser.exit(2, f"{parser.prog}: error: {exc}\n")
             print(json.dumps({k: v for k, v in results[-1].items() if k != "config"}), flush=True)
     order = {(d, m): i for i, (d, m) in enumerate((d, m) for d in DATASETS for m in MODELS)}
     results = sorted(kept + results, key=lambda r: order.get((r["dataset"], r["model"]), 99))
