@@ -168,9 +168,13 @@ class TrainConfig(StrictSection):
 class ScoreConfig(StrictSection):
     """Which anomaly maps are fused, and how the image score is taken from the fused map."""
 
-    maps: dict[Literal["l2", "ssim", "mahalanobis", "nll", "anomaly"], float] = Field(
-        default_factory=lambda: {"l2": 1.0, "ssim": 1.0, "mahalanobis": 1.0},
-        description="Map name -> fusion weight.",
+    maps: dict[Literal["l2", "ssim", "mahalanobis", "nll", "anomaly", "seg_mahalanobis"], float] = (
+        Field(
+            default_factory=lambda: {"l2": 1.0, "ssim": 1.0, "mahalanobis": 1.0},
+            description="Map name -> fusion weight. 'mahalanobis': the encoder latent's Gaussian "
+            "(all families); 'nll': the VAE's -log p(z); 'anomaly': DRAEM's segmentation; "
+            "'seg_mahalanobis': a Gaussian of DRAEM's U-Net features over good parts.",
+        )
     )
     smooth_sigma: float = Field(2.0, ge=0, description="Gaussian smoothing of the fused map (px).")
     image_score: Literal["max", "topk_mean"] = "max"

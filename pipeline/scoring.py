@@ -1,6 +1,6 @@
 """The deployed graph: images -> (image score, anomaly map, is_defect), all in one nn.Module.
 
-Every statistic that turns raw maps into a decision (the latent Gaussian, the per-map
+Every statistic that turns raw maps into a decision (the latent Gaussians, the per-map
 normalisation, the fusion weights, the smoothing kernel, the threshold) is a buffer, so the
 module evaluated in the lab is the one exported and run at the edge.
 """
@@ -16,7 +16,7 @@ from pipeline.config import ScoreConfig
 from pipeline.models.base import Reconstructor
 from pipeline.ssim import gaussian_kernel1d, ssim_map
 
-MAP_NAMES = ("l2", "ssim", "mahalanobis", "nll", "anomaly")
+MAP_NAMES = ("l2", "ssim", "mahalanobis", "nll", "anomaly", "seg_mahalanobis")
 
 
 class LatentGaussian(nn.Module):
@@ -92,6 +92,9 @@ class InspectionModule(nn.Module):
             out = model(torch.zeros(1, channels, image_size, image_size))
         feat = out["features"]
         self.latent = LatentGaussian(feat.shape[1], feat.shape[2], feat.shape[3])
+        if "seg_mahalanobis" in self.map_names:  # only then, so older bundles load unchanged
+            seg = out["seg_features"]
+            self.seg_latent = LatentGaussian(seg.shape[1], seg.shape[2], seg.shape[3])
         k = len(self.map_names)
         weights = torch.tensor([cfg.maps[n] for n in self.map_names], dtype=torch.float32)
         self.register_buffer("weights", weights / weights.sum())
@@ -113,6 +116,9 @@ class InspectionModule(nn.Module):
                 maps.append(1 - ssim_map(x, recon, self.model.ssim_window))
             elif name == "mahalanobis":
                 m = self.latent(out["features"])
+                maps.append(F.interpolate(m, size=size, mode="bilinear", align_corners=False))
+            elif name == "seg_mahalanobis":
+                m = self.seg_latent(out["seg_features"].float())
                 maps.append(F.interpolate(m, size=size, mode="bilinear", align_corners=False))
             elif name == "nll":
                 nll = self.model.nll_map(out)
@@ -160,15 +166,23 @@ def raw_maps_of(module: InspectionModule, images: np.ndarray, batch_size: int = 
 def fit_scoring(
     module: InspectionModule, fit_images: np.ndarray, val_images: np.ndarray, batch_size: int = 32
 ) -> dict[str, dict[str, float]]:
-    """Fit the latent Gaussian on training images, then each map's normalisation on held-out
+    """Fit the latent Gaussians on training images, then each map's normalisation on held-out
     good images."""
     module.eval()
     device = module.threshold.device
-    if "mahalanobis" in module.map_names:
-        feats = [
-            module.model(b.to(device))["features"].cpu() for b in batches(fit_images, batch_size)
-        ]
-        module.latent.fit(torch.cat(feats))
+    gaussians = {
+        "mahalanobis": ("features", "latent"),
+        "seg_mahalanobis": ("seg_features", "seg_latent"),
+    }
+    wanted = {key: attr for name, (key, attr) in gaussians.items() if name in module.map_names}
+    if wanted:
+        feats: dict[str, list[torch.Tensor]] = {key: [] for key in wanted}
+        for b in batches(fit_images, batch_size):
+            out = module.model(b.to(device))
+            for key in wanted:
+                feats[key].append(out[key].float().cpu())
+        for key, attr in wanted.items():
+            getattr(module, attr).fit(torch.cat(feats[key]))
     return fit_map_normalisation(module, raw_maps_of(module, val_images, batch_size))
 
 

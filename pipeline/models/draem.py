@@ -9,6 +9,10 @@ Two sub-networks trained together on synthetic anomalies pasted into good images
 Both are needed: the reconstruction alone is a weaker AE, the discriminator alone overfits the
 synthetic defects. Widths and depths come from the config, so the same family trains narrow at
 reduced size on a CPU and at paper size on a GPU.
+
+The U-Net's last features, pooled, are given out too (`seg_features`): a Gaussian of them over
+good parts (the `seg_mahalanobis` score map) flags what the synthetic defects never taught the
+head to mark.
 """
 
 import torch
@@ -20,6 +24,8 @@ from pipeline.errors import ConfigError
 from pipeline.models.base import Reconstructor
 from pipeline.models.blocks import Decoder, Encoder
 from pipeline.models.registry import register_model
+
+SEG_FEATURE_STRIDE = 4  # the U-Net's last features are average-pooled by this for scoring
 
 
 def _double_conv(c_in: int, c_out: int) -> nn.Sequential:
@@ -49,7 +55,8 @@ class SegmentationUNet(nn.Module):
         )
         self.head = nn.Conv2d(chans[0], 1, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits (B, 1, H, W), last features (B, width, H, W))."""
         skips = []
         for i, block in enumerate(self.down):
             x = block(x if i == 0 else F.max_pool2d(x, 2))
@@ -57,7 +64,7 @@ class SegmentationUNet(nn.Module):
         x = skips.pop()
         for up, merge in zip(self.up, self.merge, strict=True):
             x = merge(torch.cat([up(x), skips.pop()], dim=1))
-        return self.head(x)
+        return self.head(x), x
 
 
 def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
@@ -98,7 +105,7 @@ class Draem(Reconstructor):
     """Reconstructive encoder-decoder + discriminative U-Net on [input, reconstruction]."""
 
     uses_synthetic_anomalies = True
-    extra_maps = ("anomaly",)
+    extra_maps = ("anomaly", "seg_mahalanobis")
 
     def __init__(self, cfg: ModelConfig, image_size: int, channels: int) -> None:
         super().__init__(channels)
@@ -124,13 +131,14 @@ class Draem(Reconstructor):
         h = self.encoder(xn)
         recon_n = self.decoder(h)
         seg_in = [xn, recon_n, position_grid(xn)] if self.position_channels else [xn, recon_n]
-        logits = self.segmenter(torch.cat(seg_in, dim=1))
+        logits, seg_features = self.segmenter(torch.cat(seg_in, dim=1))
         return {
             "recon": offset + scale * recon_n,
             "recon_normalised": recon_n,
             "offset": offset,
             "scale": scale,
             "features": h,
+            "seg_features": F.avg_pool2d(seg_features, SEG_FEATURE_STRIDE),
             "logits": logits,
             "anomaly": torch.sigmoid(logits),
         }

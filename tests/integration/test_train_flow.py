@@ -72,14 +72,14 @@ def test_draem_trains_through_the_flow_and_reports_synthetic_recall(
             "train.epochs=2",
             "train.batch_size=16",
             "train.crop=16",
-            "score.maps={anomaly: 1.0, ssim: 1.0}",
+            "score.maps={anomaly: 1.0, ssim: 1.0, seg_mahalanobis: 1.0}",
             "calibration.alpha=0.05",
         ],
     )
     outcome = train_flow(cfg)
     report = outcome.evaluation.report
     assert report.synthetic is not None and report.synthetic.n_anomalous >= 64
-    assert set(report.synthetic.fusion_weights) == {"ssim", "anomaly"}
+    assert set(report.synthetic.fusion_weights) == {"ssim", "anomaly", "seg_mahalanobis"}
     assert outcome.train_images_per_s > 0 and 0 <= outcome.data_wait_share <= 1
     client = MlflowClient(tracking_uri())
     run = client.get_run(outcome.run_id)

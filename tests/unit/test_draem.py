@@ -4,13 +4,14 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.bundle import load_bundle, write_bundle
 from pipeline.calibration import calibrate
 from pipeline.config import ModelConfig, load_config
 from pipeline.errors import ConfigError
 from pipeline.models import build_model
 from pipeline.models.draem import focal_loss, position_grid
 from pipeline.preflight import check_before_training
-from pipeline.scoring import InspectionModule, fit_scoring, score_images
+from pipeline.scoring import InspectionModule, fit_scoring, raw_maps_of, score_images
 from pipeline.selection import choose_fusion_weights, synthetic_check, synthetic_validation_set
 from pipeline.training import train_model
 
@@ -92,10 +93,51 @@ def test_draem_scoring_module_exports_to_onnx(onnx_outputs, tiny_draem_overrides
     np.testing.assert_allclose(amap, t_map.numpy(), atol=1e-3, rtol=1e-4)
 
 
-def test_preflight_refuses_a_map_the_model_cannot_give(demo_data):
-    cfg = load_config(None, [f"data.path={demo_data}", "score.maps={anomaly: 1.0}"])
-    with pytest.raises(ConfigError, match="model 'ae' gives no 'anomaly' map"):
+@pytest.mark.parametrize("name", ["anomaly", "seg_mahalanobis"])
+def test_preflight_refuses_a_map_the_model_cannot_give(demo_data, name):
+    cfg = load_config(None, [f"data.path={demo_data}", f"score.maps={{{name}: 1.0}}"])
+    with pytest.raises(ConfigError, match=f"model 'ae' gives no '{name}' map"):
         check_before_training(cfg, demo_data)
+
+
+SEG_MAPS = ["score.maps={anomaly: 1.0, seg_mahalanobis: 1.0}", "score.smooth_sigma=0"]
+
+
+def _seg_scoring_module(tiny_draem_overrides: list[str]) -> tuple[InspectionModule, object]:
+    cfg = load_config(None, [*tiny_draem_overrides, *SCORING, *SEG_MAPS])
+    torch.manual_seed(0)
+    module = InspectionModule(build_model(cfg.model, 32, 1).eval(), cfg.score, 32, 1)
+    fit_scoring(module, _parts(48), _parts(8, seed=1))
+    return module, cfg
+
+
+def test_seg_mahalanobis_flags_a_patch_no_good_part_shows(tiny_draem_overrides):
+    module, _ = _seg_scoring_module(tiny_draem_overrides)
+    assert module.map_names == ["anomaly", "seg_mahalanobis"]
+    assert float(module.seg_latent.mean.abs().sum()) > 0  # fitted on the good parts
+    good = _parts(4, seed=2)
+    patched = good.copy()
+    patched[:, 12:20, 12:20] = 250  # a bright blob where the parts are mid-grey
+    seg = raw_maps_of(module, np.concatenate([good, patched]))[:, 1]
+    good_map, patched_map = seg[:4], seg[4:]
+    inside = patched_map[:, 12:20, 12:20].flatten(1).mean(dim=1)
+    assert (inside > 2 * good_map.flatten(1).amax(dim=1)).all()
+
+
+def test_seg_mahalanobis_survives_the_bundle_and_onnx(onnx_outputs, tiny_draem_overrides, tmp_path):
+    module, cfg = _seg_scoring_module(tiny_draem_overrides)
+    calib = _parts(10, seed=3)
+    scores, _ = score_images(module, calib)
+    cal = calibrate(scores, 0.1, [0.1])
+    module.threshold.fill_(cal.threshold)
+    loaded = load_bundle(write_bundle(tmp_path / "bundle", module, cfg, cal, data_fingerprint="x"))
+    x = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        t_score, t_map, _ = module(x)
+        torch.testing.assert_close(loaded.module(x)[0], t_score)
+    score, amap, _ = onnx_outputs(module, x)
+    np.testing.assert_allclose(score, t_score.numpy(), atol=1e-3, rtol=1e-4)
+    np.testing.assert_allclose(amap, t_map.numpy(), atol=1e-3, rtol=1e-4)
 
 
 def test_preflight_names_a_texture_folder_without_images(demo_data, tmp_path):
