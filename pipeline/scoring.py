@@ -17,6 +17,12 @@ from pipeline.models.base import Reconstructor
 from pipeline.ssim import gaussian_kernel1d, ssim_map
 
 MAP_NAMES = ("l2", "ssim", "mahalanobis", "nll", "anomaly", "seg_mahalanobis")
+# maps that are a Gaussian of model features: map name -> (feature key of the model's output,
+# the module's LatentGaussian attribute)
+GAUSSIAN_MAPS = {
+    "mahalanobis": ("features", "latent"),
+    "seg_mahalanobis": ("seg_features", "seg_latent"),
+}
 
 
 class LatentGaussian(nn.Module):
@@ -114,11 +120,9 @@ class InspectionModule(nn.Module):
                 maps.append(((x - recon) ** 2).mean(dim=1, keepdim=True))
             elif name == "ssim":
                 maps.append(1 - ssim_map(x, recon, self.model.ssim_window))
-            elif name == "mahalanobis":
-                m = self.latent(out["features"])
-                maps.append(F.interpolate(m, size=size, mode="bilinear", align_corners=False))
-            elif name == "seg_mahalanobis":
-                m = self.seg_latent(out["seg_features"].float())
+            elif name in GAUSSIAN_MAPS:
+                key, attr = GAUSSIAN_MAPS[name]
+                m = getattr(self, attr)(out[key].float())
                 maps.append(F.interpolate(m, size=size, mode="bilinear", align_corners=False))
             elif name == "nll":
                 nll = self.model.nll_map(out)
@@ -170,11 +174,7 @@ def fit_scoring(
     good images."""
     module.eval()
     device = module.threshold.device
-    gaussians = {
-        "mahalanobis": ("features", "latent"),
-        "seg_mahalanobis": ("seg_features", "seg_latent"),
-    }
-    wanted = {key: attr for name, (key, attr) in gaussians.items() if name in module.map_names}
+    wanted = {key: attr for name, (key, attr) in GAUSSIAN_MAPS.items() if name in module.map_names}
     if wanted:
         feats: dict[str, list[torch.Tensor]] = {key: [] for key in wanted}
         for b in batches(fit_images, batch_size):
